@@ -1,0 +1,48 @@
+# ntptool — see README.md. `make demo` runs the main job on loopback,
+# `make test` runs the tests (it fetches the real NTP peers first).
+GO        ?= go
+BIN       := bin/ntptool
+PEERS_DIR ?= $(CURDIR)/.cache/peers
+export NTPTOOL_PEERS := $(PEERS_DIR)/root
+FUZZTIME  ?= 20s
+
+.PHONY: build test lint fuzz bench bench-query bench-serve demo check peers clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/ntptool
+
+# The real peers (chronyd, NTPsec ntpd, ntpdig) unpacked into a private cache.
+peers:
+	@scripts/peers.sh $(PEERS_DIR) >/dev/null
+
+test: peers
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# Every Fuzz* target in the repo, FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+bench: bench-query
+
+bench-query: build peers
+	$(GO) run ./bench/query -ntptool $(BIN)
+
+bench-serve: build peers
+	$(GO) run ./bench/serve -ntptool $(BIN)
+
+demo: build
+	scripts/demo.sh $(BIN)
+
+check: lint test
+
+clean:
+	rm -rf bin

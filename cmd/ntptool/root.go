@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by the commands. query: 0 at least one valid reply,
+// 1 none, 2 usage error. check follows the Nagios plugin convention.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// exitError carries a process exit code out of a command's RunE. A nil err
+// means the command already printed what it had to say.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks an error as a usage error (exit code 2).
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// newRootCmd builds the command tree. Each command lives in its own file.
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ntptool",
+		Short: "Time synchronisation toolkit: query NTP servers, serve time, discipline the clock",
+		Long: `ntptool checks clock offsets against NTP servers (query, check), serves NTP
+to a LAN (serve) and disciplines the Linux clock (run).
+
+Examples:
+  ntptool query pool.ntp.org            # like ntpdate -q / sntp / chronyd -Q
+  ntptool check --warn 100ms --crit 1s time1 time2   # Nagios/Icinga plugin
+  ntptool serve --listen 127.0.0.1:11123 --local-stratum 2
+  ntptool config check /etc/ntptool.toml
+  ntptool config import /etc/chrony/chrony.conf > /etc/ntptool.toml`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &exitError{code: exitUsage, err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+	})
+	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd())
+	return root
+}
+
+// run executes the command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "ntptool:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "ntptool:", err)
+	// cobra reports unknown commands and flags as plain errors.
+	if strings.HasPrefix(err.Error(), "unknown ") {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// argsAtLeast is cobra.MinimumNArgs with a usage exit code.
+func argsAtLeast(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usageError("%s: need at least %d %s\nRun '%s --help' for usage.", cmd.CommandPath(), n, what, cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+// argsExactly is cobra.ExactArgs with a usage exit code.
+func argsExactly(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError("%s: need exactly %d %s\nRun '%s --help' for usage.", cmd.CommandPath(), n, what, cmd.CommandPath())
+		}
+		return nil
+	}
+}
