@@ -40,10 +40,10 @@ func forgeServer(t *testing.T, forge func(reply []byte) bool) string {
 			}
 			now := time.Now() // the fake server's clock: the same as ours
 			reply := make([]byte, 48)
-			reply[0] = 0<<6 | 4<<3 | 4 // leap 0, version 4, mode 4
-			reply[1] = 2               // stratum
-			reply[2] = 6               // poll
-			reply[3] = 0xec            // precision 2^-20
+			reply[0] = 0<<6 | 4<<3 | 4                         // leap 0, version 4, mode 4
+			reply[1] = 2                                       // stratum
+			reply[2] = 6                                       // poll
+			reply[3] = 0xec                                    // precision 2^-20
 			binary.BigEndian.PutUint32(reply[4:], 0x00000010)  // root delay ~0.24 ms
 			binary.BigEndian.PutUint32(reply[8:], 0x00000020)  // root dispersion ~0.49 ms
 			binary.BigEndian.PutUint32(reply[12:], 0x7f7f0101) // refid 127.127.1.1
