@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // Result is what a third-party client reported about a server.
@@ -96,7 +95,7 @@ var build struct {
 
 // BuildNtptool builds ./cmd/ntptool once per test binary and returns the
 // path of the executable.
-func BuildNtptool(t testing.TB) string {
+func BuildNtptool(t TB) string {
 	t.Helper()
 	repo := repoDir(t)
 	build.once.Do(func() {

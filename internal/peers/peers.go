@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -35,7 +34,7 @@ var NoCap = []string{"setpriv", "--bounding-set", "-sys_time", "--"}
 const requireEnv = "NTPTOOL_REQUIRE_PEERS"
 
 // skipOrFail skips the test, or fails it when the environment requires peers.
-func skipOrFail(t testing.TB, format string, args ...any) {
+func skipOrFail(t TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv(requireEnv) == "1" {
 		t.Fatalf(format+" (%s=1: the interop tests must run)", append(args, requireEnv)...)
@@ -45,7 +44,7 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 
 // Root returns the directory where scripts/peers.sh unpacked the peers
 // ($NTPTOOL_PEERS, else <repo>/.cache/peers/root).
-func Root(t testing.TB) string {
+func Root(t TB) string {
 	t.Helper()
 	root := os.Getenv("NTPTOOL_PEERS")
 	if root == "" {
@@ -58,7 +57,7 @@ func Root(t testing.TB) string {
 }
 
 // RequireNetns skips (or fails, in CI) unless network namespaces can be made.
-func RequireNetns(t testing.TB) {
+func RequireNetns(t TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "network namespaces need root")
@@ -69,7 +68,7 @@ func RequireNetns(t testing.TB) {
 }
 
 // repoDir finds the module root from the test's working directory.
-func repoDir(t testing.TB) string {
+func repoDir(t TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -93,7 +92,7 @@ type Netns struct {
 }
 
 // NewNetns creates a namespace with loopback up and deletes it on cleanup.
-func NewNetns(t testing.TB) *Netns {
+func NewNetns(t TB) *Netns {
 	t.Helper()
 	RequireNetns(t)
 	name := fmt.Sprintf("ntpt-%d-%d", os.Getpid(), nsSeq.next())
@@ -136,7 +135,7 @@ func (n *Netns) Command(ctx context.Context, name string, args ...string) *exec.
 
 // Start starts cmd and kills it (by PID) on cleanup. Output goes to a log
 // file whose content is reported if the test fails.
-func Start(t testing.TB, cmd *exec.Cmd, name string) *exec.Cmd {
+func Start(t TB, cmd *exec.Cmd, name string) *exec.Cmd {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logf, err := os.Create(logPath)
@@ -162,7 +161,7 @@ func Start(t testing.TB, cmd *exec.Cmd, name string) *exec.Cmd {
 }
 
 // FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func FreeUDPPort(t testing.TB) int {
+func FreeUDPPort(t TB) int {
 	t.Helper()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -189,25 +188,32 @@ func chronyConf(dir string, port int, extra []string) string {
 
 // StartChronyServer starts `chronyd -x` serving local stratum 2 on
 // 127.0.0.1 at a free port and returns "127.0.0.1:PORT" once it answers.
-func StartChronyServer(t testing.TB, extraConf ...string) string {
+func StartChronyServer(t TB, extraConf ...string) string {
+	t.Helper()
+	return StartChronyServerIn(t, nil, FreeUDPPort(t), extraConf...)
+}
+
+// StartChronyServerIn starts `chronyd -x` serving local stratum 2 on
+// 127.0.0.1:port inside ns (nil: this namespace) and returns the address
+// once it answers.
+func StartChronyServerIn(t TB, ns *Netns, port int, extraConf ...string) string {
 	t.Helper()
 	root := Root(t)
 	dir := privateDir(t)
-	port := FreeUDPPort(t)
 	conf := filepath.Join(dir, "chrony.conf")
 	if err := os.WriteFile(conf, []byte(chronyConf(dir, port, extraConf)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	argv := append(append([]string{}, NoCap...), filepath.Join(root, "usr/sbin/chronyd"), "-x", "-d", "-u", "root", "-f", conf)
-	Start(t, exec.Command(argv[0], argv[1:]...), "chronyd")
+	Start(t, ns.Command(context.Background(), argv[0], argv[1:]...), "chronyd")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	WaitNTP(t, nil, addr)
+	WaitNTP(t, ns, addr)
 	return addr
 }
 
 // privateDir is a temporary directory only root can enter (chronyd refuses
 // a command-socket directory others can write to).
-func privateDir(t testing.TB) string {
+func privateDir(t TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o700); err != nil {
@@ -227,7 +233,7 @@ unrestrict default limited
 
 // StartNTPsecServer starts NTPsec ntpd inside ns on 127.0.0.1:123 (ntpd has
 // no port option) with its discipline disabled and without CAP_SYS_TIME.
-func StartNTPsecServer(t testing.TB, ns *Netns, extraConf ...string) {
+func StartNTPsecServer(t TB, ns *Netns, extraConf ...string) {
 	t.Helper()
 	root := Root(t)
 	dir := privateDir(t)
@@ -245,7 +251,7 @@ func StartNTPsecServer(t testing.TB, ns *Netns, extraConf ...string) {
 // WaitNTP waits up to 20 s until addr answers an NTP client request with a
 // synchronised reply (leap not 3, stratum 1-15), from inside ns when ns is
 // not nil. NTPsec answers stratum 0 ("INIT") for a while after start.
-func WaitNTP(t testing.TB, ns *Netns, addr string) {
+func WaitNTP(t TB, ns *Netns, addr string) {
 	t.Helper()
 	var err error
 	for try := 0; try < 100; try++ {
