@@ -165,6 +165,11 @@ func (x *rawReply) ProcessQuery(*bytes.Buffer) error { return nil }
 
 func (x *rawReply) ProcessResponse(buf []byte) error {
 	x.n = copy(x.header[:], buf)
+	// A poll or precision exponent of -128 makes the library panic
+	// (beevik/ntp v1.6.0 toInterval); no honest server sends it.
+	if len(buf) >= 4 && (buf[2] == 0x80 || buf[3] == 0x80) {
+		return fmt.Errorf("%w: poll or precision exponent -128", ErrMalformed)
+	}
 	return nil
 }
 

@@ -30,6 +30,8 @@ var (
 	ErrNegativeDelay = errors.New("negative round-trip delay (bogus timestamps)")
 	// ErrTimeout: no reply arrived in time.
 	ErrTimeout = errors.New("no reply (timeout)")
+	// ErrMalformed: the reply cannot be decoded.
+	ErrMalformed = errors.New("malformed reply")
 	// ErrRefused: the host answered that nothing listens on that port.
 	ErrRefused = errors.New("connection refused (no NTP server on that port)")
 )
@@ -99,6 +101,8 @@ func Verdict(err error) string {
 		return "timeout"
 	case errors.Is(err, ErrRefused):
 		return "refused"
+	case errors.Is(err, ErrMalformed):
+		return "malformed"
 	}
 	return "error"
 }

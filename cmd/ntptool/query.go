@@ -71,7 +71,7 @@ reply is not usable: "KoD RATE"/"KoD DENY"/"KoD RSTR" (the server asks us to
 slow down or go away), "unsynchronised" (leap indicator 3), "bad stratum"
 (16 or more), "origin mismatch" (not an answer to our request), "zero
 transmit", "bad mode", "root distance" (over 16 s), "negative delay" (bogus
-timestamps), "timeout", "refused" (nothing listens there), or "error"
+timestamps), "timeout", "refused" (nothing listens there), "malformed", or "error"
 (resolution or network failure).
 
 SERVER is "host", "host:port", "[IPv6]:port" or a bare IPv6 address.
