@@ -16,7 +16,10 @@ type replayConn struct {
 	request     []byte
 }
 
-func (c *replayConn) Write(b []byte) (int, error) { c.request = append([]byte(nil), b...); return len(b), nil }
+func (c *replayConn) Write(b []byte) (int, error) {
+	c.request = append([]byte(nil), b...)
+	return len(b), nil
+}
 func (c *replayConn) Read(b []byte) (int, error) {
 	if c.reply == nil {
 		return 0, os.ErrDeadlineExceeded
