@@ -98,7 +98,7 @@ error. Review the result, then check it with "ntptool config check".`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			flavour, err := config.ParseFlavour(from)
 			if err != nil {
-				return usageError("--from: %v\nRun '%s --help' for usage.", err, cmd.CommandPath())
+				return usageError("--from: %v (see '%s --help')", err, cmd.CommandPath())
 			}
 			name := args[0]
 			in := cmd.InOrStdin()

@@ -55,12 +55,12 @@ func TestConfigCheck(t *testing.T) {
 		name:       "no file",
 		args:       []string{"config", "check"},
 		wantCode:   exitUsage,
-		wantStderr: "ntptool: ntptool config check: need exactly 1 FILE\nRun 'ntptool config check --help' for usage.\n",
+		wantStderr: "ntptool: ntptool config check: need exactly 1 FILE (see 'ntptool config check --help')\n",
 	}, {
 		name:       "two files",
 		args:       []string{"config", "check", good, good},
 		wantCode:   exitUsage,
-		wantStderr: "ntptool: ntptool config check: need exactly 1 FILE\nRun 'ntptool config check --help' for usage.\n",
+		wantStderr: "ntptool: ntptool config check: need exactly 1 FILE (see 'ntptool config check --help')\n",
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := runCmd(t, tt.args...)
@@ -99,7 +99,7 @@ func TestConfigImport(t *testing.T) {
 		name:       "bad flavour",
 		args:       []string{"config", "import", "--from", "openntpd", chrony},
 		wantCode:   exitUsage,
-		wantStderr: "ntptool: --from: unknown flavour \"openntpd\": want ntp, chrony or auto\nRun 'ntptool config import --help' for usage.\n",
+		wantStderr: "ntptool: --from: unknown flavour \"openntpd\": want ntp, chrony or auto (see 'ntptool config import --help')\n",
 	}, {
 		name:       "missing file",
 		args:       []string{"config", "import", "/nonexistent/ntp.conf"},
@@ -109,7 +109,7 @@ func TestConfigImport(t *testing.T) {
 		name:       "no file",
 		args:       []string{"config", "import"},
 		wantCode:   exitUsage,
-		wantStderr: "ntptool: ntptool config import: need exactly 1 FILE\nRun 'ntptool config import --help' for usage.\n",
+		wantStderr: "ntptool: ntptool config import: need exactly 1 FILE (see 'ntptool config import --help')\n",
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := runCmd(t, tt.args...)

@@ -59,7 +59,7 @@ Examples:
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &exitError{code: exitUsage, err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
+		return &exitError{code: exitUsage, err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd())
 	return root
@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func argsAtLeast(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) < n {
-			return usageError("%s: need at least %d %s\nRun '%s --help' for usage.", cmd.CommandPath(), n, what, cmd.CommandPath())
+			return usageError("%s: need at least %d %s (see '%s --help')", cmd.CommandPath(), n, what, cmd.CommandPath())
 		}
 		return nil
 	}
@@ -102,7 +102,7 @@ func argsAtLeast(n int, what string) cobra.PositionalArgs {
 func argsExactly(n int, what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageError("%s: need exactly %d %s\nRun '%s --help' for usage.", cmd.CommandPath(), n, what, cmd.CommandPath())
+			return usageError("%s: need exactly %d %s (see '%s --help')", cmd.CommandPath(), n, what, cmd.CommandPath())
 		}
 		return nil
 	}
