@@ -61,7 +61,7 @@ Examples:
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd())
+	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd(), newSimCmd())
 	return root
 }
 

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ntptool/ntptool/internal/sim"
+	"github.com/spf13/cobra"
+)
+
+func newSimCmd() *cobra.Command {
+	var seeds, tracePath string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "sim SCENARIO.toml [--seeds 1-20] [--json] [--trace FILE]",
+		Short: "Run a clock-and-network scenario through the unchanged engine, in simulated time",
+		Long: `Simulate a client host (a clock with a frequency error and random-walk wander,
+disciplined by ntptool's engine through an emulation of Linux's adjtimex) and
+its servers over a network with delay, jitter and loss, for the scenario's
+duration, in a fraction of a second per simulated day. Nothing touches this
+machine's clock.
+
+Per seed it prints: the first time |offset| < 1 ms, the settle time (after
+which |offset| stays < 1 ms), the max |offset|, the RMS and max |offset| and
+the RMS frequency error over 2000-50000 s, the mean poll interval and the
+clock adjustments (adjtimex calls that change something) per poll; then
+the median [min..max] over the seeds.
+
+Scenario keys: name, seeds = [first, last], duration (s); [clock] offset (s),
+freq (fraction: 1e-4 = +100 ppm), wander, drift (drift-file content);
+[network] base_delay, jitter (s), jitter_asymmetry, loss; [[servers]] offset
+(s), base_delay, jitter; [client] config (ntptool TOML; sources s1, s2, ...).`,
+		Example: `  ntptool sim bench/sim/A1.toml
+  ntptool sim bench/sim/D1.toml --seeds 1-5 --json | jq .median
+  ntptool sim bench/sim/B2.toml --seeds 3 --trace /tmp/b2.trace   # t offset_s freq_err_ppb polls adjustments`,
+		Args: argsExactly(1, "SCENARIO.toml"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sc, err := sim.LoadScenario(args[0])
+			if err != nil {
+				return err
+			}
+			first, last := sc.Seeds[0], sc.Seeds[1]
+			if seeds != "" {
+				if first, last, err = parseSeeds(seeds); err != nil {
+					return usageError("--seeds: %v", err)
+				}
+			}
+			if tracePath != "" {
+				f, err := os.Create(tracePath)
+				if err != nil {
+					return err
+				}
+				_, err = sc.Run(first, f)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+			}
+			results := sc.RunSeeds(first, last)
+			for _, r := range results {
+				if r.Err != nil {
+					return fmt.Errorf("seed %d: %w", r.Seed, r.Err)
+				}
+			}
+			sum := sim.Summarize(results)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{
+					"name": sc.Name, "seeds": results,
+					"median": sum.Median, "min": sum.Min, "max": sum.Max,
+				})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "scenario %s (%s): seeds %d-%d, %g s simulated\n", sc.Name, args[0], first, last, sc.Duration)
+			return writeSimTable(cmd.OutOrStdout(), results, sum)
+		},
+	}
+	cmd.Flags().StringVar(&seeds, "seeds", "", "seeds to run, N or FIRST-LAST (default: the scenario's)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: per-seed results and median/min/max objects")
+	cmd.Flags().StringVar(&tracePath, "trace", "", "write the first seed's per-second trace to FILE")
+	return cmd
+}
+
+func parseSeeds(s string) (first, last int, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	if first, err = strconv.Atoi(a); err != nil {
+		return 0, 0, fmt.Errorf("%q: want N or FIRST-LAST", s)
+	}
+	last = first
+	if isRange {
+		if last, err = strconv.Atoi(b); err != nil {
+			return 0, 0, fmt.Errorf("%q: want N or FIRST-LAST", s)
+		}
+	}
+	if first < 0 || last < first || last-first >= 10000 {
+		return 0, 0, fmt.Errorf("%q: want 0 <= FIRST <= LAST, at most 10000 seeds", s)
+	}
+	return first, last, nil
+}
+
+func writeSimTable(w io.Writer, results []sim.SeedResult, sum sim.Summary) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "seed\tfirst<1ms\tsettle<1ms\tmax|off|\tRMS off\tmax|off| win\tRMS freq\tmean poll\tadj/poll\t")
+	row := func(label string, m sim.Metrics) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.0f ppb\t%.0f s\t%.2f\t\n", label,
+			fmtOptSeconds(m.FirstBelow1msS), fmtOptSeconds(m.Settle1msS), fmtSmall(m.MaxAbsOffsetS),
+			fmtSmall(m.RMSOffsetS), fmtSmall(m.MaxAbsOffsetWindowS), m.RMSFreqErrorPPB, m.MeanPollS, m.ClockAdjustmentsPerPoll)
+	}
+	for _, r := range results {
+		row(strconv.Itoa(r.Seed), r.Metrics)
+	}
+	row("median", sum.Median)
+	row("min", sum.Min)
+	row("max", sum.Max)
+	return tw.Flush()
+}
+
+func fmtOptSeconds(s *float64) string {
+	if s == nil {
+		return "never"
+	}
+	return fmt.Sprintf("%.0f s", *s)
+}
+
+// fmtSmall prints seconds in a readable unit.
+func fmtSmall(s float64) string {
+	switch {
+	case s >= 1:
+		return fmt.Sprintf("%.3f s", s)
+	case s >= 1e-3:
+		return fmt.Sprintf("%.2f ms", s*1e3)
+	}
+	return fmt.Sprintf("%.1f µs", s*1e6)
+}

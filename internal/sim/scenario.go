@@ -1,0 +1,168 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/ntptool/ntptool/config"
+	"github.com/ntptool/ntptool/driftfile"
+)
+
+// Scenario is a scenario file: a client clock, a network, servers and the
+// client's ntptool configuration. Keys (exactly these): name, seeds =
+// [first, last], duration (s); [clock] offset (s), freq (fraction,
+// 1e-4 = +100 ppm), wander (fraction/√s), drift (initial drift-file
+// content, optional); [network] base_delay, jitter (s), jitter_asymmetry
+// ([0, 0.5)), loss (fraction); [[servers]] offset (s) and optional
+// base_delay/jitter overrides; [client] config (the client's TOML, whose
+// sources name the servers s1, s2, … in order).
+type Scenario struct {
+	Name     string  `toml:"name"`
+	Seeds    []int   `toml:"seeds"`
+	Duration float64 `toml:"duration"`
+	Clock    struct {
+		Offset float64 `toml:"offset"`
+		Freq   float64 `toml:"freq"`
+		Wander float64 `toml:"wander"`
+		Drift  *string `toml:"drift"`
+	} `toml:"clock"`
+	Network struct {
+		BaseDelay       float64 `toml:"base_delay"`
+		Jitter          float64 `toml:"jitter"`
+		JitterAsymmetry float64 `toml:"jitter_asymmetry"`
+		Loss            float64 `toml:"loss"`
+	} `toml:"network"`
+	Servers []struct {
+		Offset    float64  `toml:"offset"`
+		BaseDelay *float64 `toml:"base_delay"`
+		Jitter    *float64 `toml:"jitter"`
+	} `toml:"servers"`
+	Client struct {
+		Config string `toml:"config"`
+	} `toml:"client"`
+
+	// Derived by LoadScenario.
+	client *config.Config
+	drift  *driftfile.Drift
+	// sourceServer maps a client source index to a server index.
+	sourceServer []int
+}
+
+// LoadScenario reads and checks a scenario file.
+func LoadScenario(path string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseScenario(data, path)
+}
+
+// ParseScenario parses and checks a scenario; name is used in errors.
+func ParseScenario(data []byte, name string) (*Scenario, error) {
+	var sc Scenario
+	// The defaults of SIMULATION.md's reference scenarios.
+	sc.Seeds = []int{1, 1}
+	sc.Duration = 50000
+	sc.Network.BaseDelay, sc.Network.Jitter = 100e-6, 100e-6
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&sc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("%s: unknown keys: %s", name, strings.Join(keys, ", "))
+	}
+	if err := sc.check(name); err != nil {
+		return nil, err
+	}
+	return &sc, nil
+}
+
+func (sc *Scenario) check(name string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", name, ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(sc.Seeds) != 2 || sc.Seeds[0] < 0 || sc.Seeds[1] < sc.Seeds[0]:
+		return bad("seeds must be [first, last] with 0 <= first <= last")
+	case sc.Duration <= 0 || sc.Duration > 1e7:
+		return bad("duration must be in (0, 1e7] seconds")
+	case len(sc.Servers) == 0:
+		return bad("no [[servers]]")
+	}
+	if sc.Clock.Drift != nil {
+		text := *sc.Clock.Drift
+		if !strings.HasSuffix(text, "\n") {
+			text += "\n"
+		}
+		d, err := driftfile.Parse([]byte(text))
+		if err != nil {
+			return bad("clock.drift: %v", err)
+		}
+		sc.drift = &d
+	}
+	cfg, err := config.Parse([]byte(sc.Client.Config), name+" [client] config")
+	if err != nil {
+		return err
+	}
+	sc.client = cfg
+	for i, src := range cfg.Sources {
+		var k int
+		if _, err := fmt.Sscanf(src.Server, "s%d", &k); err != nil || k < 1 || k > len(sc.Servers) || src.Server != fmt.Sprintf("s%d", k) {
+			return bad("[client] source %d: server %q must name one of s1..s%d", i+1, src.Server, len(sc.Servers))
+		}
+		sc.sourceServer = append(sc.sourceServer, k-1)
+	}
+	for _, l := range sc.links() {
+		if err := l.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// links returns each server's link.
+func (sc *Scenario) links() []LinkConfig {
+	var out []LinkConfig
+	for _, s := range sc.Servers {
+		l := LinkConfig{
+			BaseDelay: durationS(sc.Network.BaseDelay),
+			Jitter:    durationS(sc.Network.Jitter),
+			Asymmetry: sc.Network.JitterAsymmetry,
+			Loss:      sc.Network.Loss,
+		}
+		if s.BaseDelay != nil {
+			l.BaseDelay = durationS(*s.BaseDelay)
+		}
+		if s.Jitter != nil {
+			l.Jitter = durationS(*s.Jitter)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// config builds the simulation for one seed.
+func (sc *Scenario) config(seed int) Config {
+	cfg := Config{
+		Seed: uint32(seed),
+		Clock: ClockConfig{
+			InitialOffset: durationS(sc.Clock.Offset),
+			F0:            sc.Clock.Freq,
+			Wander:        sc.Clock.Wander,
+		},
+	}
+	for i, l := range sc.links() {
+		cfg.Servers = append(cfg.Servers, ServerConfig{Offset: durationS(sc.Servers[i].Offset), Link: l})
+	}
+	return cfg
+}
+
+func durationS(s float64) time.Duration { return time.Duration(s * 1e9) }

@@ -1,0 +1,74 @@
+package ntpclient
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/ntptool/ntptool/ntpserve"
+)
+
+// Request builds a client-mode (3) NTPv4 request whose transmit timestamp
+// is t1, the local time of sending: the reply must echo it as its origin.
+func Request(buf []byte, t1 time.Time) []byte {
+	buf = append(buf[:0], make([]byte, 48)...)
+	buf[0] = 4<<3 | 3
+	binary.BigEndian.PutUint64(buf[40:], uint64(ntpserve.TimestampFromTime(t1)))
+	return buf
+}
+
+// Sample is one completed exchange as the engine uses it. Offsets follow
+// the engine's convention: Offset > 0 means the local clock is ahead of the
+// server (the opposite sign of Response.Offset).
+type Sample struct {
+	// Offset is local − server at the middle of the exchange, in seconds.
+	Offset float64
+	// Delay is the round-trip delay in seconds.
+	Delay float64
+	// Response carries the server's header fields.
+	Response *Response
+}
+
+// ParseReply checks a reply to a request sent at t1 and received at t4
+// (local clock readings) and returns the sample, or why it is unusable.
+func ParseReply(pkt []byte, t1, t4 time.Time) (Sample, error) {
+	if len(pkt) < 48 {
+		return Sample{}, fmt.Errorf("%w: %d bytes", ErrMalformed, len(pkt))
+	}
+	origin := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[24:]))
+	if origin != ntpserve.TimestampFromTime(t1) {
+		return Sample{}, ErrOriginMismatch
+	}
+	rx := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[32:]))
+	tx := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[40:]))
+	ref := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[16:]))
+	t1s, t4s := ntpserve.TimestampFromTime(t1), ntpserve.TimestampFromTime(t4)
+	// Era-safe differences (RFC 5905 section 6): all four stamps are
+	// within seconds of each other unless the clocks are far apart.
+	theta := (rx.Sub(t1s) + tx.Sub(t4s)) / 2 // server − local
+	delay := t4s.Sub(t1s) - tx.Sub(rx)
+	r := &Response{
+		Version:        int(pkt[0] >> 3 & 7),
+		Mode:           int(pkt[0] & 7),
+		Leap:           Leap(pkt[0] >> 6),
+		Stratum:        int(pkt[1]),
+		RefID:          refID(pkt[1], binary.BigEndian.Uint32(pkt[12:])),
+		Offset:         theta,
+		Delay:          delay,
+		RootDelay:      shortDuration(binary.BigEndian.Uint32(pkt[4:])),
+		RootDispersion: shortDuration(binary.BigEndian.Uint32(pkt[8:])),
+		ReferenceTime:  ref.Time(t4),
+		Time:           tx.Time(t4),
+		TransmitZero:   tx == 0,
+	}
+	r.RootDistance = r.RootDelay/2 + max(r.Delay, 0)/2 + r.RootDispersion
+	if err := Validate(r); err != nil {
+		return Sample{Response: r}, err
+	}
+	return Sample{Offset: -theta.Seconds(), Delay: delay.Seconds(), Response: r}, nil
+}
+
+// shortDuration decodes an NTP short (16.16 seconds).
+func shortDuration(v uint32) time.Duration {
+	return time.Duration(uint64(v) * uint64(time.Second) >> 16)
+}
