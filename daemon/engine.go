@@ -33,6 +33,10 @@ type Options struct {
 	// Wander is the prior for the clock's random-walk frequency noise in
 	// (s/s)/√s. Default 1e-9, a typical undisciplined quartz oscillator.
 	Wander float64
+	// SaveDrift, when not nil, is called with the learned frequency once
+	// an hour while synchronised (the daemon writes the drift file; it
+	// also saves Drift() on exit).
+	SaveDrift func(driftfile.Drift)
 }
 
 // Tunables of the estimator. They describe noise, not a window to tune.
@@ -55,6 +59,8 @@ const (
 	priorWeight = 4.0
 	// minSlew is the shortest slew: a timer firing late costs little.
 	minSlew = time.Second
+	// driftSaveInterval is how often the learned frequency is saved.
+	driftSaveInterval = time.Hour
 	// noDriftSigmaPPM is the frequency uncertainty without a drift file:
 	// the kernel's whole range.
 	noDriftSigmaPPM = 500
@@ -75,9 +81,13 @@ type Engine struct {
 	epoch   time.Time // time axis origin for the filters
 	updates int       // clock updates made
 	synced  bool
+	leap    int // the leap second announced to the kernel
 	// Statistics for the simulator's metrics and the status command.
 	requests int
 	held     error
+
+	saveDrift     func(driftfile.Drift)
+	nextDriftSave time.Duration // monotonic
 }
 
 // New builds an engine for cfg's sources.
@@ -96,7 +106,8 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 			SlewOnly:      cfg.Step.SlewOnly,
 			MaxSlewPPM:    cfg.Clock.MaxSlewRatePPM,
 		},
-		wander: opt.Wander,
+		wander:    opt.Wander,
+		saveDrift: opt.SaveDrift,
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -136,6 +147,7 @@ func (e *Engine) Start() {
 	for _, s := range e.sources {
 		s.nextPoll = now
 	}
+	e.nextDriftSave = now + driftSaveInterval
 }
 
 // NextWakeup is the monotonic time at which Wakeup must be called.
@@ -146,6 +158,9 @@ func (e *Engine) NextWakeup() time.Duration {
 	}
 	if slewing, end := e.clk.SlewEnd(); slewing {
 		next = min(next, end)
+	}
+	if e.saveDrift != nil {
+		next = min(next, e.nextDriftSave)
 	}
 	return next
 }
@@ -161,6 +176,12 @@ func (e *Engine) Wakeup() {
 	for _, s := range e.sources {
 		if now >= s.nextPoll {
 			e.poll(s)
+		}
+	}
+	if e.saveDrift != nil && now >= e.nextDriftSave {
+		e.nextDriftSave = now + driftSaveInterval
+		if e.synced {
+			e.saveDrift(e.Drift())
 		}
 	}
 }
@@ -273,6 +294,7 @@ func (e *Engine) update() {
 		Synchronized: true,
 		EstError:     time.Duration(sigmaX * 1e9),
 		MaxError:     time.Duration((3*sigmaX + live[idx[0]].distance()) * 1e9),
+		Leap:         e.leapVote(live, idx),
 	}
 	if action == discipline.Step {
 		if err := e.clk.Step(time.Duration(-offset*1e9), now); err != nil {
@@ -302,21 +324,104 @@ func (e *Engine) update() {
 	}
 }
 
-// Stats are the engine's counters.
-type Stats struct {
-	// Requests sent, clock Updates made, and whether it is Synced.
-	Requests, Updates int
-	Synced            bool
-	// MeanPoll is the mean poll interval of the sources.
-	MeanPoll time.Duration
+// leapVote returns the leap second the majority of the truechimers
+// announce: +1 insert, -1 delete, 0 none. The kernel applies it at the
+// end of the UTC day (STA_INS/STA_DEL).
+func (e *Engine) leapVote(live []*source, idx []int) int {
+	var ins, del int
+	for _, i := range idx {
+		switch live[i].last.Leap {
+		case ntpclient.LeapInsert:
+			ins++
+		case ntpclient.LeapDelete:
+			del++
+		}
+	}
+	leap := 0
+	switch {
+	case 2*ins > len(idx):
+		leap = 1
+	case 2*del > len(idx):
+		leap = -1
+	}
+	if leap != e.leap {
+		e.log.Info("leap second announcement", "leap", leap)
+		e.leap = leap
+	}
+	return leap
 }
 
-// Stats returns the engine's counters.
-func (e *Engine) Stats() Stats {
-	st := Stats{Requests: e.requests, Updates: e.updates, Synced: e.synced}
+// Status is the engine's state, for the status and sources commands and
+// for tests.
+type Status struct {
+	// Synced is set once the clock has been corrected from a selection.
+	Synced bool
+	// OffsetS is the estimated offset of the clock now (local − true, s),
+	// before the correction in progress, and SigmaS its standard deviation.
+	OffsetS, SigmaS float64
+	// FreqPPM is the frequency correction in force (without a slew).
+	FreqPPM float64
+	// Leap is the leap second announced to the kernel (+1, -1 or 0).
+	Leap int
+	// Requests sent and clock Updates made.
+	Requests, Updates int
+	// MeanPoll is the mean interval between requests to a source.
+	MeanPoll time.Duration
+	// Held says why the clock is not being corrected (panic threshold).
+	Held string
+	// Sources are the sources in configuration order.
+	Sources []SourceStatus
+}
+
+// SourceStatus is one source's state.
+type SourceStatus struct {
+	// Name is the configured server name.
+	Name string
+	// Reach is the reach register: bit 0 is the latest request.
+	Reach uint8
+	// PollLog2 is the current poll interval, log2 seconds.
+	PollLog2 int
+	// OffsetS is the estimated offset of the uncorrected clock against
+	// this source, and SigmaS its standard deviation; 0 before a sample.
+	OffsetS, SigmaS float64
+	// FloorDelayS is the lowest round-trip delay seen.
+	FloorDelayS float64
+	// Stratum is the source's stratum in its last valid reply.
+	Stratum int
+}
+
+// Status returns the engine's state now.
+func (e *Engine) Status() Status {
+	st := Status{
+		Synced: e.synced, FreqPPM: e.clk.FrequencyPPM(), Leap: e.leap,
+		Requests: e.requests, Updates: e.updates,
+	}
+	if e.held != nil {
+		st.Held = e.held.Error()
+	}
+	real, now := e.clk.Now()
+	applied := e.clk.Applied(now).Seconds()
+	u := real.Sub(e.epoch).Seconds() - applied
 	var sum time.Duration
+	var sx, wx float64
 	for _, s := range e.sources {
 		sum += s.pollSum
+		ss := SourceStatus{Name: s.name, Reach: s.reach, PollLog2: s.pollLog2, FloorDelayS: s.floor}
+		if s.last != nil {
+			ss.Stratum = s.last.Stratum
+		}
+		if f := s.filter; f != nil {
+			// Predict a copy to now: Status must not change the state.
+			g := *f
+			g.Predict(u - s.lastU)
+			ss.OffsetS, ss.SigmaS = g.X, g.SigmaX()
+			sx += 1 / g.P[0][0]
+			wx += g.X / g.P[0][0]
+		}
+		st.Sources = append(st.Sources, ss)
+	}
+	if sx > 0 {
+		st.OffsetS, st.SigmaS = wx/sx+applied, math.Sqrt(1/sx)
 	}
 	if n := e.requests - len(e.sources); n > 0 {
 		st.MeanPoll = sum / time.Duration(n)
@@ -324,13 +429,17 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
-// Drift is the learned frequency correction, for the drift file.
+// Drift is the learned frequency correction, for the drift file, with
+// the error bound of the best source's frequency estimate.
 func (e *Engine) Drift() driftfile.Drift {
-	var skew float64
+	skew := math.Inf(1)
 	for _, s := range e.sources {
 		if s.filter != nil {
-			skew = s.filter.SigmaY() * 1e6
+			skew = math.Min(skew, s.filter.SigmaY()*1e6)
 		}
+	}
+	if math.IsInf(skew, 1) {
+		skew = 0
 	}
 	return driftfile.Drift{CorrectionPPM: e.clk.FrequencyPPM(), SkewPPM: skew}
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/ntptool/ntptool/clock"
@@ -13,22 +14,41 @@ import (
 // returns its metrics. With trace not nil, every per-second sample is
 // written to it as a line "t offset_s freq_error_ppb polls adjustments".
 func (sc *Scenario) Run(seed int, trace io.Writer) (Metrics, error) {
+	m, _, err := sc.RunStatus(seed, trace)
+	return m, err
+}
+
+// RunStatus is Run that also returns the engine's status at the end.
+func (sc *Scenario) RunStatus(seed int, trace io.Writer) (Metrics, daemon.Status, error) {
 	s, err := New(sc.config(seed))
 	if err != nil {
-		return Metrics{}, err
+		return Metrics{}, daemon.Status{}, err
 	}
-	clk, err := clock.New(s.Client())
+	var kernel clock.Kernel = s.Client()
+	// deadline maps the engine's monotonic deadlines to the simulated
+	// client's monotonic clock, and stamp the client's receive timestamps
+	// to the engine's clock.
+	deadline := func(m time.Duration) time.Duration { return m }
+	stamp := func(rt time.Time, mono time.Duration) (time.Time, time.Duration) { return rt, mono }
+	if !sc.client.Clock.Control {
+		// clock.control = false: the engine runs on a virtual clock and
+		// the simulated one is never adjusted, as on a real host.
+		null := clock.NewNull(s.Client())
+		kernel, deadline, stamp = null, null.BaseMonotonic, null.Virtual
+	}
+	clk, err := clock.New(kernel)
 	if err != nil {
-		return Metrics{}, err
+		return Metrics{}, daemon.Status{}, err
 	}
 	e, err := daemon.New(sc.client, daemon.Options{
 		Clock:     clk,
 		Transport: sourceTransport{s, sc.sourceServer},
 		Drift:     sc.drift,
 		Wander:    sc.Clock.Wander,
+		SaveDrift: sc.SaveDrift,
 	})
 	if err != nil {
-		return Metrics{}, err
+		return Metrics{}, daemon.Status{}, err
 	}
 	serverSource := make(map[int]int)
 	for src, srv := range sc.sourceServer {
@@ -40,10 +60,18 @@ func (sc *Scenario) Run(seed int, trace io.Writer) (Metrics, error) {
 		if wake != nil {
 			wake.Stop()
 		}
-		wake = s.AtMonotonic(e.NextWakeup(), func() { e.Wakeup(); rearm() })
+		next := e.NextWakeup()
+		if next != math.MaxInt64 {
+			// Never at or before now: a converted deadline may round
+			// early, and time must move for the engine to see it due.
+			_, mono := s.Client().Now()
+			next = max(deadline(next), mono+time.Microsecond)
+		}
+		wake = s.AtMonotonic(next, func() { e.Wakeup(); rearm() })
 	}
 	s.SetReceiver(func(server int, pkt []byte, rx time.Time, rxMono time.Duration) {
 		if src, ok := serverSource[server]; ok {
+			rx, rxMono = stamp(rx, rxMono)
 			e.Receive(src, pkt, rx, rxMono)
 			rearm()
 		}
@@ -56,7 +84,7 @@ func (sc *Scenario) Run(seed int, trace io.Writer) (Metrics, error) {
 	e.Start()
 	rearm()
 	s.RunUntil(time.Duration(sc.Duration * 1e9))
-	return s.Metrics(), nil
+	return s.Metrics(), e.Status(), nil
 }
 
 // sourceTransport sends a client source's requests to its server.

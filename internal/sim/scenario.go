@@ -44,6 +44,12 @@ type Scenario struct {
 	Client struct {
 		Config string `toml:"config"`
 	} `toml:"client"`
+	// Leap puts a UTC leap second in the run; it has no key in the file
+	// (tests set it).
+	Leap *LeapSecond `toml:"-"`
+	// SaveDrift receives the engine's hourly drift-file saves (tests set
+	// it; it has no key in the file).
+	SaveDrift func(driftfile.Drift) `toml:"-"`
 
 	// Derived by LoadScenario.
 	client *config.Config
@@ -158,6 +164,7 @@ func (sc *Scenario) config(seed int) Config {
 			F0:            sc.Clock.Freq,
 			Wander:        sc.Clock.Wander,
 		},
+		Leap: sc.Leap,
 	}
 	for i, l := range sc.links() {
 		cfg.Servers = append(cfg.Servers, ServerConfig{Offset: durationS(sc.Servers[i].Offset), Link: l})

@@ -46,6 +46,24 @@ type Config struct {
 	Servers []ServerConfig
 	// Metrics sets the metrics window; Sources is filled in from Servers.
 	Metrics RecorderConfig
+	// Leap, when not nil, puts a UTC leap second in the run.
+	Leap *LeapSecond
+}
+
+// LeapSecond is a UTC leap second: the servers announce it in their
+// replies from Announce until At, and their clocks, which keep UTC as Unix
+// time does, repeat a second at At (insert) or skip one (delete). The true
+// time scale T stays uniform, so after an inserted leap a client that
+// follows UTC has an offset of −1 s against T.
+type LeapSecond struct {
+	// At is the true time of the UTC midnight at which the leap happens
+	// (a deleted second is the one before it).
+	At time.Duration
+	// Announce is when the servers start announcing it (typically hours
+	// or a day before).
+	Announce time.Duration
+	// Delete makes it a deleted second; the default inserts one.
+	Delete bool
 }
 
 // Receiver is called when a reply reaches the client: server is the index
@@ -70,6 +88,7 @@ type Sim struct {
 	client  *Kernel
 	epochNS int64
 	servers []ServerConfig
+	leap    *LeapSecond
 	links   []*Link
 	rec     *Recorder
 	recv    Receiver
@@ -95,6 +114,7 @@ func New(cfg Config) (*Sim, error) {
 		client:  client,
 		epochNS: client.epochNS,
 		servers: slices.Clone(cfg.Servers),
+		leap:    cfg.Leap,
 	}
 	for i, sc := range cfg.Servers {
 		l, err := NewLink(sc.Link, noise.Links[i])
@@ -259,8 +279,23 @@ func (s *Sim) Send(server int, pkt []byte) error {
 
 // serve is a request's arrival at a server.
 func (s *Sim) serve(server int, req []byte) {
-	sc := &s.servers[server]
-	reply := buildReply(sc, req, s.epochNS+int64(s.now)+int64(sc.Offset))
+	sc := s.servers[server]
+	utc := s.epochNS + int64(s.now) + int64(sc.Offset)
+	if l := s.leap; l != nil {
+		switch {
+		case s.now >= l.At-time.Second && l.Delete:
+			// 23:59:59 is skipped: the clock goes from 23:59:58.999…
+			// to 00:00:00.
+			utc += nsPerSecond
+		case s.now >= l.At:
+			utc -= nsPerSecond
+		case s.now >= l.Announce && l.Delete:
+			sc.Leap = 2
+		case s.now >= l.Announce:
+			sc.Leap = 1
+		}
+	}
+	reply := buildReply(&sc, req, utc)
 	if reply == nil {
 		return
 	}
