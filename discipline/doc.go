@@ -1,8 +1,9 @@
-// Package discipline turns the selected time estimate into actions on the
-// clock: a frequency correction, a slew or a step, under a step policy
-// (threshold and limit like chrony's makestep, a panic threshold, slew-only
-// mode) and a maximum slew rate; and it estimates the clock's phase and
-// frequency per source with a Kalman filter (RFC 5905 section 11.3 explains
-// the PLL/FLL it replaces). It never calls the kernel or reads the wall
-// clock: samples and the time come in as parameters.
+// Package discipline turns the truechimers' estimates into actions on the
+// clock: it combines them (inverse-variance weights), sets the frequency
+// correction that cancels the estimated frequency error (feed-forward, as
+// chrony does, instead of RFC 5905 section 11.3's PLL/FLL, whose time
+// constant lags), and removes the estimated offset by a slew or, under the
+// step policy (threshold and limit like chrony's makestep, a panic
+// threshold, slew-only mode), a step. It never calls the kernel or reads
+// the wall clock: estimates and the time come in as parameters.
 package discipline

@@ -1,4 +1,4 @@
-package discipline
+package ntpclient
 
 import "math"
 

@@ -1,0 +1,340 @@
+package ntpclient
+
+import (
+	"errors"
+	"math"
+	"time"
+)
+
+// Tunables of a source. They describe noise and protocol manners, not a
+// window to tune.
+const (
+	// q0 guards against trusting a zero-excess-delay sample absolutely (s).
+	q0 = 5e-6
+	// With iburst set, the first iburstMin requests go 2 s apart, and up
+	// to iburstMax while the frequency is too uncertain for the first
+	// regular poll interval (the phase would drift more than burstTarget).
+	iburstMin      = 4
+	iburstMax      = 8
+	iburstInterval = 2 * time.Second
+	burstTarget    = 250e-6
+	// gate: innovations beyond gate standard deviations are outliers;
+	// maxRejected of them in a row mean a change, not outliers.
+	gate        = 4.0
+	maxRejected = 3
+	// priorWeight is how many pseudo-samples the prior on the delay
+	// excess (half the lowest delay) is worth.
+	priorWeight = 4.0
+)
+
+// SourceConfig configures a Source.
+type SourceConfig struct {
+	// Name is the server's name, for logs and status.
+	Name string
+	// MinPoll and MaxPoll bound the poll interval, log2 seconds.
+	MinPoll, MaxPoll int
+	// IBurst sends a burst of requests 2 s apart at start.
+	IBurst bool
+	// SigmaY0 is the prior uncertainty of the clock's frequency (s/s):
+	// the kernel's whole range without a drift file, the drift file's
+	// error bound with one.
+	SigmaY0 float64
+	// Wander is the clock's random-walk frequency noise ((s/s)/√s).
+	Wander float64
+}
+
+// Source is the client's state for one server: the exchange in flight, the
+// reach register, the poll interval, and a Kalman filter (Filter) of the
+// local clock's phase and frequency against this server.
+//
+// Time on the filter's axis ("u") is the local clock without the
+// corrections the daemon applied, in seconds from an epoch; the caller
+// converts (see daemon.Engine). A Source is owned by one goroutine.
+type Source struct {
+	cfg         SourceConfig
+	pollLog2    int
+	reach       uint8
+	nextPoll    time.Duration // monotonic
+	outstanding bool
+	txReal      time.Time
+	txMono      time.Duration
+	buf         []byte
+	requests    int
+	pollSum     time.Duration
+	last        *Response
+	filter      *Filter
+	lastU       float64 // filter time of the state
+	floor       float64 // lowest delay seen (s)
+	meanExcess  float64 // running mean of delay − floor (s)
+	meanR       float64 // running mean measurement variance (s²)
+	samples     int
+	rejected    int
+	sinceChange int // updates since the poll interval changed
+}
+
+// NewSource returns a source that polls once Start is called.
+func NewSource(cfg SourceConfig) *Source {
+	return &Source{cfg: cfg, pollLog2: cfg.MinPoll, nextPoll: math.MaxInt64}
+}
+
+// Start schedules the first request at monotonic time now.
+func (s *Source) Start(now time.Duration) { s.nextPoll = now }
+
+// Name is the configured server name.
+func (s *Source) Name() string { return s.cfg.Name }
+
+// NextPoll is the monotonic time of the next request.
+func (s *Source) NextPoll() time.Duration { return s.nextPoll }
+
+// Requests counts the requests sent.
+func (s *Source) Requests() int { return s.requests }
+
+// PollSum is the sum of the intervals between requests.
+func (s *Source) PollSum() time.Duration { return s.pollSum }
+
+// Last is the last valid reply, nil before one.
+func (s *Source) Last() *Response { return s.last }
+
+// Request starts an exchange at local time real (monotonic mono): it
+// returns the packet to send and schedules the next request. An exchange
+// still in flight counts as lost.
+func (s *Source) Request(real time.Time, mono time.Duration) []byte {
+	if s.outstanding {
+		s.reach <<= 1
+	}
+	if s.requests > 0 {
+		s.pollSum += mono - s.txMono
+	}
+	s.txReal, s.txMono, s.outstanding = real, mono, true
+	s.buf = Request(s.buf, real)
+	s.requests++
+	interval := s.pollInterval()
+	if s.inBurst() {
+		interval = iburstInterval
+	}
+	s.nextPoll = mono + interval
+	return s.buf
+}
+
+// ErrNotOurs means a packet does not answer the request in flight (a
+// duplicate, a late or spoofed reply): it is ignored, and the exchange
+// stays open.
+var ErrNotOurs = errors.New("not a reply to the request in flight")
+
+// Reply checks a packet received at rxReal (the kernel's receive
+// timestamp, local clock) and rxMono. It returns the sample and the
+// monotonic time of the middle of the exchange, or why the packet is not
+// usable. A KoD RATE lengthens the poll interval.
+func (s *Source) Reply(pkt []byte, rxReal time.Time, rxMono time.Duration) (Sample, time.Duration, error) {
+	if !s.outstanding {
+		return Sample{}, 0, ErrNotOurs
+	}
+	sample, err := ParseReply(pkt, s.txReal, rxReal)
+	if errors.Is(err, ErrOriginMismatch) || errors.Is(err, ErrMalformed) {
+		return Sample{}, 0, ErrNotOurs
+	}
+	s.outstanding = false
+	s.reach = s.reach<<1 | 1
+	var kod *KissError
+	if errors.As(err, &kod) && kod.Code == "RATE" && s.pollLog2 < s.cfg.MaxPoll {
+		s.pollLog2++
+	}
+	if err != nil {
+		return sample, 0, err
+	}
+	return sample, s.txMono + (rxMono-s.txMono)/2, nil
+}
+
+// TxReal is the local time the request in flight (or the last one) was
+// sent.
+func (s *Source) TxReal() time.Time { return s.txReal }
+
+// pollInterval is the current poll interval.
+func (s *Source) pollInterval() time.Duration {
+	return time.Duration(math.Ldexp(float64(time.Second), s.pollLog2))
+}
+
+// inBurst reports whether the next request follows the iburst spacing:
+// always for the first iburstMin requests, then while the frequency is
+// still too uncertain for the minimum poll interval, up to iburstMax.
+func (s *Source) inBurst() bool {
+	switch {
+	case !s.cfg.IBurst || s.requests >= iburstMax:
+		return false
+	case s.requests < iburstMin || s.filter == nil:
+		return true
+	}
+	return s.filter.SigmaY()*math.Ldexp(1, s.cfg.MinPoll) > burstTarget
+}
+
+// Distance is the source's root distance beyond this hop: the server's
+// root delay/2 + root dispersion (s).
+func (s *Source) Distance() float64 {
+	if s.last == nil {
+		return 0
+	}
+	return (s.last.RootDelay/2 + s.last.RootDispersion).Seconds()
+}
+
+// AddSample feeds one measurement z of the uncorrected clock's offset
+// (local − server) taken at filter time u. It returns false for an
+// outlier.
+//
+// The variance of a sample comes from its delay: with d the excess of its
+// round trip over the path's fastest one, the error is within ±d/2 and,
+// for exponential queueing, roughly uniform there, so Var = d²/12. The
+// fastest round trip is only known as the lowest delay seen so far, which
+// overstates it by about 0.63·E[excess]/√n after n samples (the minimum of
+// n Gamma(2) excesses); that is added to each excess. Until samples come
+// in, the mean excess is assumed to be half the lowest delay (priorWeight
+// pseudo-samples), so that two alike early samples are not taken as exact.
+func (s *Source) AddSample(sample Sample, u, z float64) bool {
+	if s.samples == 0 || sample.Delay < s.floor {
+		s.floor = sample.Delay
+	}
+	s.samples++
+	excess := sample.Delay - s.floor
+	n := float64(min(s.samples, 64))
+	s.meanExcess += (excess - s.meanExcess) / n
+	scale := (n*s.meanExcess + priorWeight*s.floor/2) / (n + priorWeight)
+	d := excess + 0.63*scale/math.Sqrt(n)
+	r := (d*d + q0*q0) / 12
+	s.meanR += (r - s.meanR) / n
+	if s.filter == nil {
+		// The first sample fixes the phase; its error is within delay/2.
+		s.filter = NewFilter(z, sample.Delay/2+q0, 0, s.cfg.SigmaY0, s.cfg.Wander)
+		s.lastU = u
+		s.last = sample.Response
+		return true
+	}
+	s.filter.Predict(u - s.lastU)
+	s.lastU = u
+	nu, sv := s.filter.Innovation(z, r)
+	if nu*nu > gate*gate*sv && s.filter.Updates >= 2 {
+		s.rejected++
+		if s.rejected < maxRejected {
+			return false
+		}
+		// Outliers in a row: the clock or the path changed, or the filter
+		// was too sure of itself. Forget, take this sample, and listen
+		// again at the fastest rate.
+		s.filter.Inflate(nu * nu / sv)
+		s.pollLog2 = s.cfg.MinPoll
+		s.sinceChange = 0
+	}
+	s.rejected = 0
+	s.filter.Update(z, r)
+	s.last = sample.Response
+	return true
+}
+
+// Estimate is a source's filtered phase and frequency, predicted to a
+// filter time, with their variances.
+type Estimate struct {
+	// X is the uncorrected clock's offset against the source (s), and
+	// VarX its variance.
+	X, VarX float64
+	// Y is its frequency error (s/s), and VarY its variance.
+	Y, VarY float64
+}
+
+// Predict advances the filter to filter time u and returns the estimate;
+// ok is false before the first sample.
+func (s *Source) Predict(u float64) (est Estimate, ok bool) {
+	if s.filter == nil {
+		return Estimate{}, false
+	}
+	s.filter.Predict(u - s.lastU)
+	s.lastU = u
+	return s.estimate(s.filter), true
+}
+
+// Peek is Predict without changing the state, for status reports.
+func (s *Source) Peek(u float64) (est Estimate, ok bool) {
+	if s.filter == nil {
+		return Estimate{}, false
+	}
+	f := *s.filter
+	f.Predict(u - s.lastU)
+	return s.estimate(&f), true
+}
+
+func (s *Source) estimate(f *Filter) Estimate {
+	return Estimate{X: f.X, VarX: f.P[0][0], Y: f.Y, VarY: f.P[1][1]}
+}
+
+// AddFrequency tells the filter of a frequency correction dy (s/s) the
+// daemon applied to the clock.
+func (s *Source) AddFrequency(dy float64) {
+	if s.filter != nil {
+		s.filter.AddFrequency(dy)
+	}
+}
+
+// SigmaY is the standard deviation of the frequency estimate (s/s); +Inf
+// before the first sample.
+func (s *Source) SigmaY() float64 {
+	if s.filter == nil {
+		return math.Inf(1)
+	}
+	return s.filter.SigmaY()
+}
+
+// AdaptPoll picks the poll interval from the model: the longest interval
+// in [minpoll, maxpoll] whose predicted RMS phase error stays within twice
+// that of the shortest, moving up one step at a time. Until the frequency
+// is known well the shortest interval is used.
+func (s *Source) AdaptPoll() {
+	s.sinceChange++
+	f := s.filter
+	if f == nil || f.Updates < 4 {
+		s.pollLog2 = s.cfg.MinPoll
+		return
+	}
+	q := s.cfg.Wander * s.cfg.Wander
+	base := SteadyStateSigmaX(math.Ldexp(1, s.cfg.MinPoll), s.meanR, q)
+	want := s.cfg.MinPoll
+	for p := s.cfg.MinPoll + 1; p <= s.cfg.MaxPoll; p++ {
+		if SteadyStateSigmaX(math.Ldexp(1, p), s.meanR, q) <= 2*base {
+			want = p
+		}
+	}
+	switch {
+	case want > s.pollLog2 && s.sinceChange >= 2:
+		s.pollLog2++
+		s.sinceChange = 0
+	case want < s.pollLog2:
+		s.pollLog2 = want
+		s.sinceChange = 0
+	}
+}
+
+// SourceStatus is one source's state, for status reports.
+type SourceStatus struct {
+	// Name is the configured server name.
+	Name string
+	// Reach is the reach register: bit 0 is the latest request.
+	Reach uint8
+	// PollLog2 is the current poll interval, log2 seconds.
+	PollLog2 int
+	// OffsetS is the estimated offset of the uncorrected clock against
+	// this source, and SigmaS its standard deviation; 0 before a sample.
+	OffsetS, SigmaS float64
+	// FloorDelayS is the lowest round-trip delay seen.
+	FloorDelayS float64
+	// Stratum is the source's stratum in its last valid reply.
+	Stratum int
+}
+
+// Status reports the source's state with its estimate predicted to filter
+// time u.
+func (s *Source) Status(u float64) SourceStatus {
+	st := SourceStatus{Name: s.cfg.Name, Reach: s.reach, PollLog2: s.pollLog2, FloorDelayS: s.floor}
+	if s.last != nil {
+		st.Stratum = s.last.Stratum
+	}
+	if est, ok := s.Peek(u); ok {
+		st.OffsetS, st.SigmaS = est.X, math.Sqrt(est.VarX)
+	}
+	return st
+}
