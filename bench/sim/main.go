@@ -45,24 +45,12 @@ func main() {
 	fmt.Fprintln(tw, "scenario\tsettle<1ms ours\tchrony\tNTPsec\tours/chrony\tRMS µs ours [min..max]\tchrony\tNTPsec\tours/chrony\tmean poll s\tadj/poll\tgoal\t")
 	allMet := true
 	for _, ref := range references {
-		sc, err := sim.LoadScenario(filepath.Join(*dir, ref.name+".toml"))
+		sum, err := evaluate(*dir, ref.name)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		results := sc.RunSeeds(sc.Seeds[0], sc.Seeds[1])
-		for _, r := range results {
-			if r.Err != nil {
-				fmt.Fprintf(os.Stderr, "%s seed %d: %v\n", ref.name, r.Seed, r.Err)
-				os.Exit(2)
-			}
-		}
-		sum := sim.Summarize(results)
-		settle := math.Inf(1)
-		if sum.Median.Settle1msS != nil {
-			settle = *sum.Median.Settle1msS
-		}
-		rms := sum.Median.RMSOffsetS * 1e6
+		settle, rms := medians(sum)
 		met := settle <= ref.chronySettle && rms <= ref.chronyRMS
 		allMet = allMet && met
 		fmt.Fprintf(tw, "%s\t%s\t%.0f s\t%s\t%s\t%.1f [%.1f..%.1f]\t%.1f\t%s\t%.2f\t%.0f\t%.2f\t%s\t\n",
@@ -77,6 +65,31 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Println("goal (ours <= chrony on settle and RMS in every scenario): met")
+}
+
+// evaluate runs a scenario file over its seeds.
+func evaluate(dir, name string) (sim.Summary, error) {
+	sc, err := sim.LoadScenario(filepath.Join(dir, name+".toml"))
+	if err != nil {
+		return sim.Summary{}, err
+	}
+	results := sc.RunSeeds(sc.Seeds[0], sc.Seeds[1])
+	for _, r := range results {
+		if r.Err != nil {
+			return sim.Summary{}, fmt.Errorf("%s seed %d: %w", name, r.Seed, r.Err)
+		}
+	}
+	return sim.Summarize(results), nil
+}
+
+// medians returns the median settle time (s; +Inf for never) and the
+// median RMS offset (µs).
+func medians(sum sim.Summary) (settle, rmsUS float64) {
+	settle = math.Inf(1)
+	if sum.Median.Settle1msS != nil {
+		settle = *sum.Median.Settle1msS
+	}
+	return settle, sum.Median.RMSOffsetS * 1e6
 }
 
 func fmtSettle(s float64) string {
