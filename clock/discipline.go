@@ -14,6 +14,10 @@ import (
 const (
 	// MaxFreqPPM is the largest ADJ_FREQUENCY correction.
 	MaxFreqPPM = 500.0
+	// MaxCorrectionPPM is the largest frequency correction a Clock makes:
+	// beyond ±MaxFreqPPM the tick takes the coarse part (as chrony does),
+	// and half the tick's range stays free for slewing.
+	MaxCorrectionPPM = MaxRatePPM / 2
 	// MaxRatePPM is the largest total correction (tick ±10 % plus
 	// frequency): the fastest slew the kernel can do.
 	MaxRatePPM = 100000.0
@@ -47,7 +51,7 @@ type Status struct {
 // Update is one change of the clock, made with a single adjtimex call so
 // that an audit log sees one record per clock update.
 type Update struct {
-	// FreqPPM is the new frequency correction, within ±MaxFreqPPM.
+	// FreqPPM is the new frequency correction, within ±MaxCorrectionPPM.
 	FreqPPM float64
 	// Slew is the phase to add to the clock (positive: forward), slewed at
 	// up to MaxRatePPM of extra rate, over at least MinDuration (of
@@ -135,8 +139,8 @@ func (c *Clock) slewed(mono time.Duration) time.Duration {
 // Apply makes one clock update at monotonic time now and returns when its
 // slew ends (now if there is none).
 func (c *Clock) Apply(u Update, now time.Duration) (slewEnd time.Duration, err error) {
-	if math.IsNaN(u.FreqPPM) || math.Abs(u.FreqPPM) > MaxFreqPPM {
-		return now, fmt.Errorf("frequency correction %g ppm outside ±%g ppm", u.FreqPPM, MaxFreqPPM)
+	if math.IsNaN(u.FreqPPM) || math.Abs(u.FreqPPM) > MaxCorrectionPPM {
+		return now, fmt.Errorf("frequency correction %g ppm outside ±%g ppm", u.FreqPPM, MaxCorrectionPPM)
 	}
 	slewPPM, d := 0.0, 0.0
 	if u.Slew != 0 {

@@ -47,8 +47,12 @@ const (
 	// noDriftSigmaPPM is the frequency uncertainty without a drift file:
 	// the kernel's whole range.
 	noDriftSigmaPPM = 500
-	// driftFloorPPM is the least uncertainty of a drift file's value.
-	driftFloorPPM = 1
+	// driftFloorPPM is the least uncertainty of a drift file's value, and
+	// driftUnknownPPM the uncertainty of one without an error bound
+	// (ntpd's format, which ntptool writes too): it may be old, or from
+	// another machine.
+	driftFloorPPM   = 1
+	driftUnknownPPM = 10
 )
 
 // Engine is the synchronisation engine. It is not safe for concurrent
@@ -112,10 +116,18 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 	e.epoch, now = e.clk.Now()
 	if opt.Drift != nil {
 		sigmaY = math.Max(opt.Drift.SkewPPM, driftFloorPPM) * 1e-6
+		if opt.Drift.SkewPPM == 0 {
+			sigmaY = driftUnknownPPM * 1e-6
+		}
 		if _, err := e.clk.Apply(clock.Update{FreqPPM: opt.Drift.CorrectionPPM}, now); err != nil {
 			return nil, fmt.Errorf("apply the drift file's frequency: %w", err)
 		}
 	}
+	e.clk.OnStep(func(time.Duration) {
+		for _, s := range e.sources {
+			s.Stepped()
+		}
+	})
 	for _, sc := range cfg.Sources {
 		name := sc.Server
 		if name == "" {
@@ -215,7 +227,11 @@ func (e *Engine) update() {
 	var live []*ntpclient.Source
 	var ests []ntpclient.Estimate
 	var cands []ntpclient.Candidate
+	voters := 0
 	for _, s := range e.sources {
+		if s.Voting() {
+			voters++
+		}
 		est, ok := s.Predict(u)
 		if !ok {
 			continue
@@ -224,9 +240,9 @@ func (e *Engine) update() {
 		ests = append(ests, est)
 		cands = append(cands, ntpclient.Candidate{Offset: est.X, Bound: s.Distance() + 3*math.Sqrt(est.VarX)})
 	}
-	idx, err := ntpclient.Select(cands)
+	idx, err := ntpclient.Select(cands, voters)
 	if err != nil {
-		e.log.Warn("selection", "err", err, "sources", len(cands))
+		e.log.Warn("selection", "err", err, "answered", len(cands), "voting", voters)
 		return
 	}
 	var chosen []ntpclient.Estimate
@@ -246,7 +262,7 @@ func (e *Engine) update() {
 	}
 	e.held = nil
 	sigmaX := math.Sqrt(est.VarX)
-	freq := discipline.Frequency(e.clk.FrequencyPPM(), est.Y, clock.MaxFreqPPM)
+	freq := discipline.Frequency(e.clk.FrequencyPPM(), est.Y, clock.MaxCorrectionPPM)
 	dy := (freq - e.clk.FrequencyPPM()) * 1e-6
 	update := clock.Update{
 		FreqPPM: freq,

@@ -21,9 +21,10 @@ import (
 	"strings"
 )
 
-// MaxPPM is the largest correction accepted: the Linux kernel's limit on
-// the frequency adjustment (ADJ_FREQUENCY clamps at ±500 ppm).
-const MaxPPM = 500.0
+// MaxPPM is the largest correction accepted: what the daemon can apply
+// (ADJ_FREQUENCY's ±500 ppm plus the tick, up to ±5 %; ntpd stops at
+// ±500 ppm, chronyd goes further).
+const MaxPPM = 50000.0
 
 // ErrCorrupt marks a drift file that exists but cannot be used; the error
 // says why. Callers use errors.Is.

@@ -22,7 +22,8 @@ func TestParse(t *testing.T) {
 		{name: "ntpd with spaces", in: "  7.000  \n", want: Drift{CorrectionPPM: 7}},
 		{name: "chrony: error with the opposite sign, and skew", in: "-100.063 0.014\n", want: Drift{CorrectionPPM: 100.063, SkewPPM: 0.014}},
 		{name: "chrony zero", in: "0.000000 0.000000\n", want: Drift{}},
-		{name: "limit", in: "500\n", want: Drift{CorrectionPPM: 500}},
+		{name: "limit", in: "50000\n", want: Drift{CorrectionPPM: 50000}},
+		{name: "beyond ntpd's 500 ppm", in: "-700.5\n", want: Drift{CorrectionPPM: -700.5}},
 		{name: "empty", in: "", wantErr: true},
 		{name: "blank line", in: "\n", wantErr: true},
 		{name: "truncated (no newline)", in: "12.3", wantErr: true},
@@ -32,8 +33,8 @@ func TestParse(t *testing.T) {
 		{name: "two lines", in: "1\n2\n", wantErr: true},
 		{name: "NaN", in: "NaN\n", wantErr: true},
 		{name: "Inf", in: "+Inf\n", wantErr: true},
-		{name: "out of range", in: "500.1\n", wantErr: true},
-		{name: "chrony out of range", in: "-600 0.1\n", wantErr: true},
+		{name: "out of range", in: "50000.1\n", wantErr: true},
+		{name: "chrony out of range", in: "-60000 0.1\n", wantErr: true},
 		{name: "chrony negative skew", in: "1 -0.1\n", wantErr: true},
 		{name: "NUL bytes", in: "\x00\x00\n", wantErr: true},
 	}
@@ -58,7 +59,7 @@ func TestParse(t *testing.T) {
 
 func TestWriteReadRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "drift")
-	for _, ppm := range []float64{0, 12.345678, -499.999999, 500, -0.000001} {
+	for _, ppm := range []float64{0, 12.345678, -499.999999, 50000, -0.000001} {
 		if err := Write(path, Drift{CorrectionPPM: ppm}); err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +83,7 @@ func TestWriteRefusesBadValuesAndKeepsOldFile(t *testing.T) {
 	if err := Write(path, Drift{CorrectionPPM: 4.5}); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []float64{math.NaN(), math.Inf(1), 501, -1e9} {
+	for _, bad := range []float64{math.NaN(), math.Inf(1), 50001, -1e9} {
 		if err := Write(path, Drift{CorrectionPPM: bad}); err == nil {
 			t.Errorf("Write(%v) succeeded, want an error", bad)
 		}

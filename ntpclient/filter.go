@@ -82,6 +82,13 @@ func (f *Filter) SigmaX() float64 { return math.Sqrt(math.Max(f.P[0][0], 0)) }
 // SigmaY is the standard deviation of the frequency estimate (s/s).
 func (f *Filter) SigmaY() float64 { return math.Sqrt(math.Max(f.P[1][1], 0)) }
 
+// ResetFrequency forgets what is known of the frequency: its variance
+// becomes sigmaY² and its correlation with the phase zero.
+func (f *Filter) ResetFrequency(sigmaY float64) {
+	f.P[1][1] = sigmaY * sigmaY
+	f.P[0][1], f.P[1][0] = 0, 0
+}
+
 // Inflate multiplies the covariance, to forget after a disturbance.
 func (f *Filter) Inflate(k float64) {
 	for i := range f.P {

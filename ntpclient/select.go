@@ -20,8 +20,11 @@ var ErrNoMajority = errors.New("no majority of sources agree")
 // Select returns the indices (ascending) of the truechimers: the candidates
 // whose intervals contain the point covered by the most intervals
 // (Marzullo's algorithm, as in RFC 5905 section 11.2.1), when they are
-// more than half of all candidates. The others are falsetickers.
-func Select(cands []Candidate) ([]int, error) {
+// more than half of voters, the number of sources that may take part (at
+// least len(cands): a source that has not answered yet still counts, so
+// that one early reply is not a majority). The others are falsetickers.
+func Select(cands []Candidate, voters int) ([]int, error) {
+	voters = max(voters, len(cands))
 	if len(cands) == 0 {
 		return nil, ErrNoMajority
 	}
@@ -52,7 +55,7 @@ func Select(cands []Candidate) ([]int, error) {
 			n--
 		}
 	}
-	if 2*best <= len(cands) {
+	if 2*best <= voters {
 		return nil, ErrNoMajority
 	}
 	var idx []int

@@ -25,6 +25,17 @@ const (
 	// priorWeight is how many pseudo-samples the prior on the delay
 	// excess (half the lowest delay) is worth.
 	priorWeight = 4.0
+	// learning is how many updates the filter takes to trust its
+	// frequency; before that an outlier resets the frequency to
+	// resetSigmaY (the kernel's whole range) instead of being dropped.
+	learning    = 8
+	resetSigmaY = 500e-6
+	// minSamples is how many polls the filter's averaging window (2τ)
+	// must span at the chosen poll interval.
+	minSamples = 8
+	// maxDelay: a round trip longer than this is no measurement (chrony's
+	// maxdelay default).
+	maxDelay = 3.0
 )
 
 // SourceConfig configures a Source.
@@ -56,6 +67,7 @@ type Source struct {
 	reach       uint8
 	nextPoll    time.Duration // monotonic
 	outstanding bool
+	stepped     bool // the clock was stepped while a request was in flight
 	txReal      time.Time
 	txMono      time.Duration
 	buf         []byte
@@ -105,7 +117,7 @@ func (s *Source) Request(real time.Time, mono time.Duration) []byte {
 	if s.requests > 0 {
 		s.pollSum += mono - s.txMono
 	}
-	s.txReal, s.txMono, s.outstanding = real, mono, true
+	s.txReal, s.txMono, s.outstanding, s.stepped = real, mono, true, false
 	s.buf = Request(s.buf, real)
 	s.requests++
 	interval := s.pollInterval()
@@ -116,10 +128,29 @@ func (s *Source) Request(real time.Time, mono time.Duration) []byte {
 	return s.buf
 }
 
-// ErrNotOurs means a packet does not answer the request in flight (a
-// duplicate, a late or spoofed reply): it is ignored, and the exchange
-// stays open.
-var ErrNotOurs = errors.New("not a reply to the request in flight")
+// Reasons Reply gives for not using a packet.
+var (
+	// ErrNotOurs: the packet does not answer the request in flight (a
+	// duplicate, a late or spoofed reply); it is ignored, and the
+	// exchange stays open.
+	ErrNotOurs = errors.New("not a reply to the request in flight")
+	// ErrStepped: the clock was stepped during the exchange, so its
+	// timestamps do not measure anything.
+	ErrStepped = errors.New("the clock was stepped during the exchange")
+	// ErrDelay: the round trip took longer than 3 s.
+	ErrDelay = errors.New("round-trip delay over 3 s")
+)
+
+// Stepped tells the source the clock was stepped: an exchange in flight
+// is void.
+func (s *Source) Stepped() { s.stepped = s.outstanding }
+
+// Voting reports whether the source takes part in the majority: it has
+// answered, or its first exchanges are still under way. A source that
+// never answered is left out, so that it cannot block the others.
+func (s *Source) Voting() bool {
+	return s.filter != nil || s.reach != 0 || s.requests <= 1
+}
 
 // Reply checks a packet received at rxReal (the kernel's receive
 // timestamp, local clock) and rxMono. It returns the sample and the
@@ -135,6 +166,13 @@ func (s *Source) Reply(pkt []byte, rxReal time.Time, rxMono time.Duration) (Samp
 	}
 	s.outstanding = false
 	s.reach = s.reach<<1 | 1
+	switch {
+	case err != nil:
+	case s.stepped:
+		err = ErrStepped
+	case sample.Delay > maxDelay:
+		err = ErrDelay
+	}
 	var kod *KissError
 	if errors.As(err, &kod) && kod.Code == "RATE" && s.pollLog2 < s.cfg.MaxPoll {
 		s.pollLog2++
@@ -167,13 +205,14 @@ func (s *Source) inBurst() bool {
 	return s.filter.SigmaY()*math.Ldexp(1, s.cfg.MinPoll) > burstTarget
 }
 
-// Distance is the source's root distance beyond this hop: the server's
-// root delay/2 + root dispersion (s).
+// Distance is the source's root distance (s): half this hop's lowest
+// round trip (the bound of the error path asymmetry can cause) plus the
+// server's root delay/2 and root dispersion (RFC 5905 section 11.2.1).
 func (s *Source) Distance() float64 {
 	if s.last == nil {
 		return 0
 	}
-	return (s.last.RootDelay/2 + s.last.RootDispersion).Seconds()
+	return s.floor/2 + (s.last.RootDelay/2 + s.last.RootDispersion).Seconds()
 }
 
 // AddSample feeds one measurement z of the uncorrected clock's offset
@@ -190,6 +229,10 @@ func (s *Source) Distance() float64 {
 // pseudo-samples), so that two alike early samples are not taken as exact.
 func (s *Source) AddSample(sample Sample, u, z float64) bool {
 	if s.samples == 0 || sample.Delay < s.floor {
+		if s.samples > 0 {
+			// Excesses were measured from the old floor: rebase them.
+			s.meanExcess += s.floor - sample.Delay
+		}
 		s.floor = sample.Delay
 	}
 	s.samples++
@@ -210,7 +253,14 @@ func (s *Source) AddSample(sample Sample, u, z float64) bool {
 	s.filter.Predict(u - s.lastU)
 	s.lastU = u
 	nu, sv := s.filter.Innovation(z, r)
-	if nu*nu > gate*gate*sv && s.filter.Updates >= 2 {
+	switch outlier := nu*nu > gate*gate*sv; {
+	case !outlier || s.filter.Updates < 2:
+		// Too early to call anything an outlier.
+	case s.filter.Updates < learning:
+		// Still learning: the frequency prior (a stale drift file, say)
+		// was wrong, not the sample. Forget the frequency and take it.
+		s.filter.ResetFrequency(resetSigmaY)
+	default:
 		s.rejected++
 		if s.rejected < maxRejected {
 			return false
@@ -281,9 +331,13 @@ func (s *Source) SigmaY() float64 {
 }
 
 // AdaptPoll picks the poll interval from the model: the longest interval
-// in [minpoll, maxpoll] whose predicted RMS phase error stays within twice
-// that of the shortest, moving up one step at a time. Until the frequency
-// is known well the shortest interval is used.
+// P in [minpoll, maxpoll] whose predicted RMS phase error stays within
+// twice that of the shortest, and over which the filter still averages
+// enough samples: its time constant τ(P) = (R·P/w²)^¼ must span
+// minSamples/2 polls (DISCIPLINE-NOTES: the best window is about 2τ). The
+// first rule trades packets for accuracy; the second shortens the poll
+// when the wander or the noise says so. It moves up one step at a time,
+// down at once. Until the frequency is known well, minpoll is used.
 func (s *Source) AdaptPoll() {
 	s.sinceChange++
 	f := s.filter
@@ -295,7 +349,9 @@ func (s *Source) AdaptPoll() {
 	base := SteadyStateSigmaX(math.Ldexp(1, s.cfg.MinPoll), s.meanR, q)
 	want := s.cfg.MinPoll
 	for p := s.cfg.MinPoll + 1; p <= s.cfg.MaxPoll; p++ {
-		if SteadyStateSigmaX(math.Ldexp(1, p), s.meanR, q) <= 2*base {
+		poll := math.Ldexp(1, p)
+		tau := math.Pow(s.meanR*poll/q, 0.25)
+		if SteadyStateSigmaX(poll, s.meanR, q) <= 2*base && 2*tau/poll >= minSamples {
 			want = p
 		}
 	}
