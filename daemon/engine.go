@@ -245,11 +245,7 @@ func (e *Engine) update() {
 		e.log.Warn("selection", "err", err, "answered", len(cands), "voting", voters)
 		return
 	}
-	var chosen []ntpclient.Estimate
-	for _, i := range idx {
-		chosen = append(chosen, ests[i])
-	}
-	est := discipline.Combine(chosen)
+	est := discipline.Combine(discipline.Combinable(ests, idx))
 	offset := est.X + applied // the real clock's offset now (local − true)
 
 	action, err := e.policy.Decide(offset, e.updates)

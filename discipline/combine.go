@@ -24,6 +24,27 @@ func Combine(ests []ntpclient.Estimate) ntpclient.Estimate {
 	return ntpclient.Estimate{X: wx / sx, VarX: 1 / sx, Y: wy / sy, VarY: 1 / sy}
 }
 
+// combineLimit: a truechimer whose standard deviation exceeds this many
+// times the best one's is left out of the combination (like chrony's
+// combinelimit): a variance misjudged on a noisy path would cost more than
+// the little it could add.
+const combineLimit = 3
+
+// Combinable returns the estimates at idx that are worth combining.
+func Combinable(ests []ntpclient.Estimate, idx []int) []ntpclient.Estimate {
+	best := math.Inf(1)
+	for _, i := range idx {
+		best = math.Min(best, ests[i].VarX)
+	}
+	var out []ntpclient.Estimate
+	for _, i := range idx {
+		if ests[i].VarX <= combineLimit*combineLimit*best {
+			out = append(out, ests[i])
+		}
+	}
+	return out
+}
+
 // Frequency returns the frequency correction (ppm) that cancels the
 // estimated frequency error y (s/s) of a clock corrected by currentPPM,
 // within the kernel's ±maxPPM.

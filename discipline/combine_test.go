@@ -43,3 +43,14 @@ func TestFrequency(t *testing.T) {
 		}
 	}
 }
+
+func TestCombinable(t *testing.T) {
+	ests := []ntpclient.Estimate{{X: 1, VarX: 1}, {X: 2, VarX: 9}, {X: 3, VarX: 9.1}, {X: 4, VarX: 0.5}}
+	got := Combinable(ests, []int{0, 1, 2})
+	if len(got) != 2 || got[0].X != 1 || got[1].X != 2 {
+		t.Errorf("Combinable = %+v, want the first two (σ within 3× the best)", got)
+	}
+	if got := Combinable(ests, []int{3, 0}); len(got) != 2 {
+		t.Errorf("Combinable = %+v, want both (σ 0.71 and 1)", got)
+	}
+}

@@ -113,3 +113,66 @@ func SteadyStateSigmaX(h, r, q float64) float64 {
 	mean := p[0][0] + p[0][1]*h + p[1][1]*h*h/3 + q*h*h*h/12
 	return math.Sqrt(mean)
 }
+
+// Bank runs one Filter per hypothesis about the clock's wander and uses
+// the one the measurements make most likely (a multiple-model filter):
+// no daemon is told how much its oscillator wanders, and the right amount
+// sets how fast the filter must follow. The log-likelihood of each model,
+// −½(ln S + ν²/S) per measurement, is summed with exponential forgetting,
+// so the choice follows a changing oscillator.
+type Bank struct {
+	models []*Filter
+	ll     []float64 // forgotten sum of log-likelihoods
+	best   int
+}
+
+// bankMemory is how many measurements a Bank's likelihoods remember, and
+// bankMargin how much likelier (in nats) another model must be to replace
+// the one in use, so that noise does not flip the choice.
+const (
+	bankMemory = 64
+	bankMargin = 3
+)
+
+// NewBank starts one filter per wander in wanders (in (s/s)/√s), all
+// from the same state; the first wander is preferred until the
+// measurements say otherwise.
+func NewBank(x0, sigmaX, y0, sigmaY float64, wanders []float64) *Bank {
+	b := &Bank{ll: make([]float64, len(wanders))}
+	for _, w := range wanders {
+		b.models = append(b.models, NewFilter(x0, sigmaX, y0, sigmaY, w))
+	}
+	return b
+}
+
+// Best is the filter in use.
+func (b *Bank) Best() *Filter { return b.models[b.best] }
+
+// Predict advances every model by h seconds.
+func (b *Bank) Predict(h float64) {
+	for _, f := range b.models {
+		f.Predict(h)
+	}
+}
+
+// Update folds a measurement into every model, scores them, and picks the
+// most likely.
+func (b *Bank) Update(z, r float64) {
+	for i, f := range b.models {
+		nu, s := f.Innovation(z, r)
+		b.ll[i] = b.ll[i]*(1-1.0/bankMemory) - 0.5*(math.Log(s)+nu*nu/s)
+		f.Update(z, r)
+	}
+	for i := range b.models {
+		if b.ll[i] > b.ll[b.best]+bankMargin {
+			b.best = i
+		}
+	}
+}
+
+// each applies f to every model.
+func (b *Bank) each(f func(*Filter)) {
+	for _, m := range b.models {
+		f(m)
+	}
+}

@@ -29,10 +29,13 @@ const (
 	// frequency; before that an outlier resets the frequency to
 	// resetSigmaY (the kernel's whole range) instead of being dropped.
 	learning    = 8
+	wrongPrior  = 10.0 // standard deviations
 	resetSigmaY = 500e-6
 	// minSamples is how many polls the filter's averaging window (2τ)
 	// must span at the chosen poll interval.
 	minSamples = 8
+	// retryAfter is when a request without a reply is sent again.
+	retryAfter = 2 * time.Second
 	// maxDelay: a round trip longer than this is no measurement (chrony's
 	// maxdelay default).
 	maxDelay = 3.0
@@ -67,14 +70,16 @@ type Source struct {
 	reach       uint8
 	nextPoll    time.Duration // monotonic
 	outstanding bool
-	stepped     bool // the clock was stepped while a request was in flight
+	retryAt     time.Duration // monotonic; 0: no retry planned
+	stepped     bool          // the clock was stepped while a request was in flight
 	txReal      time.Time
 	txMono      time.Duration
 	buf         []byte
 	requests    int
 	pollSum     time.Duration
 	last        *Response
-	filter      *Filter
+	filter      *Filter // the bank's best model
+	bank        *Bank
 	lastU       float64 // filter time of the state
 	floor       float64 // lowest delay seen (s)
 	meanExcess  float64 // running mean of delay − floor (s)
@@ -82,11 +87,20 @@ type Source struct {
 	samples     int
 	rejected    int
 	sinceChange int // updates since the poll interval changed
+	// What the measurement noise turned out to be, learnt from the
+	// innovations.
+	rScale   float64 // factor on the delay-derived variances
+	nis      float64 // running mean of the normalised innovation squared
+	corr     float64 // running lag-1 correlation of normalised innovations
+	prevNorm float64
 }
 
 // NewSource returns a source that polls once Start is called.
 func NewSource(cfg SourceConfig) *Source {
-	return &Source{cfg: cfg, pollLog2: cfg.MinPoll, nextPoll: math.MaxInt64}
+	return &Source{
+		cfg: cfg, pollLog2: cfg.MinPoll, nextPoll: math.MaxInt64,
+		rScale: 1, nis: 1,
+	}
 }
 
 // Start schedules the first request at monotonic time now.
@@ -95,8 +109,14 @@ func (s *Source) Start(now time.Duration) { s.nextPoll = now }
 // Name is the configured server name.
 func (s *Source) Name() string { return s.cfg.Name }
 
-// NextPoll is the monotonic time of the next request.
-func (s *Source) NextPoll() time.Duration { return s.nextPoll }
+// NextPoll is the monotonic time of the next request (a retry of a lost
+// one, or the next poll).
+func (s *Source) NextPoll() time.Duration {
+	if s.outstanding && s.retryAt != 0 {
+		return min(s.nextPoll, s.retryAt)
+	}
+	return s.nextPoll
+}
 
 // Requests counts the requests sent.
 func (s *Source) Requests() int { return s.requests }
@@ -109,22 +129,33 @@ func (s *Source) Last() *Response { return s.last }
 
 // Request starts an exchange at local time real (monotonic mono): it
 // returns the packet to send and schedules the next request. An exchange
-// still in flight counts as lost.
+// still in flight counts as lost. A request lost at a long poll interval
+// is retried once, retryAfter later, so that a lossy path does not leave
+// the clock unmeasured for several polls (about one packet more per lost
+// one).
 func (s *Source) Request(real time.Time, mono time.Duration) []byte {
+	retry := s.outstanding && s.retryAt != 0 && mono >= s.retryAt && mono < s.nextPoll
 	if s.outstanding {
 		s.reach <<= 1
 	}
-	if s.requests > 0 {
+	if s.requests > 0 && !retry {
 		s.pollSum += mono - s.txMono
 	}
 	s.txReal, s.txMono, s.outstanding, s.stepped = real, mono, true, false
 	s.buf = Request(s.buf, real)
 	s.requests++
+	s.retryAt = 0
+	if retry {
+		return s.buf
+	}
 	interval := s.pollInterval()
 	if s.inBurst() {
 		interval = iburstInterval
 	}
 	s.nextPoll = mono + interval
+	if interval >= 8*retryAfter {
+		s.retryAt = mono + retryAfter
+	}
 	return s.buf
 }
 
@@ -241,25 +272,27 @@ func (s *Source) AddSample(sample Sample, u, z float64) bool {
 	s.meanExcess += (excess - s.meanExcess) / n
 	scale := (n*s.meanExcess + priorWeight*s.floor/2) / (n + priorWeight)
 	d := excess + 0.63*scale/math.Sqrt(n)
-	r := (d*d + q0*q0) / 12
+	r := s.rScale * (d*d + q0*q0) / 12
 	s.meanR += (r - s.meanR) / n
 	if s.filter == nil {
 		// The first sample fixes the phase; its error is within delay/2.
-		s.filter = NewFilter(z, sample.Delay/2+q0, 0, s.cfg.SigmaY0, s.cfg.Wander)
+		s.bank = NewBank(z, sample.Delay/2+q0, 0, s.cfg.SigmaY0, wanderModels(s.cfg.Wander))
+		s.filter = s.bank.Best()
 		s.lastU = u
 		s.last = sample.Response
 		return true
 	}
-	s.filter.Predict(u - s.lastU)
+	s.bank.Predict(u - s.lastU)
 	s.lastU = u
 	nu, sv := s.filter.Innovation(z, r)
 	switch outlier := nu*nu > gate*gate*sv; {
 	case !outlier || s.filter.Updates < 2:
 		// Too early to call anything an outlier.
-	case s.filter.Updates < learning:
-		// Still learning: the frequency prior (a stale drift file, say)
-		// was wrong, not the sample. Forget the frequency and take it.
-		s.filter.ResetFrequency(resetSigmaY)
+	case s.filter.Updates < learning && nu*nu > wrongPrior*wrongPrior*sv:
+		// Still learning, and far off: the frequency prior (a stale drift
+		// file, say) was wrong, not the sample. Forget the frequency and
+		// take it.
+		s.bank.each(func(f *Filter) { f.ResetFrequency(resetSigmaY) })
 	default:
 		s.rejected++
 		if s.rejected < maxRejected {
@@ -268,14 +301,56 @@ func (s *Source) AddSample(sample Sample, u, z float64) bool {
 		// Outliers in a row: the clock or the path changed, or the filter
 		// was too sure of itself. Forget, take this sample, and listen
 		// again at the fastest rate.
-		s.filter.Inflate(nu * nu / sv)
+		s.bank.each(func(f *Filter) { f.Inflate(nu * nu / sv) })
 		s.pollLog2 = s.cfg.MinPoll
 		s.sinceChange = 0
 	}
 	s.rejected = 0
-	s.filter.Update(z, r)
+	s.bank.Update(z, r)
+	s.filter = s.bank.Best()
+	s.learnNoise(nu, sv)
 	s.last = sample.Response
 	return true
+}
+
+// Bounds of what learnNoise may conclude.
+const (
+	maxRScale   = 100
+	noiseMemory = 64 // updates the running means remember
+)
+
+// wanderModels are the wander hypotheses of a source's filter bank: the
+// prior first, then a decade below and up to two and a half above, in
+// half-decade steps (a quartz in a steady room to a VM's clock).
+func wanderModels(prior float64) []float64 {
+	ws := []float64{prior}
+	for _, k := range []float64{-1, -0.5, 0.5, 1, 1.5, 2, 2.5} {
+		ws = append(ws, prior*math.Pow(10, k))
+	}
+	return ws
+}
+
+// learnNoise checks the measurement noise against the innovations
+// (measurement minus prediction, over its predicted deviation), which a
+// right model makes white with unit variance. Innovations larger than
+// predicted but white mean the samples are noisier than their delays say:
+// their variances are scaled up, and back down slowly when the innovations
+// are clearly smaller than predicted. (Innovations that run together mean
+// a wander the bank's models answer.)
+func (s *Source) learnNoise(nu, sv float64) {
+	norm := nu / math.Sqrt(sv)
+	s.nis += (norm*norm - s.nis) / noiseMemory
+	s.corr += (norm*s.prevNorm - s.corr) / noiseMemory
+	s.prevNorm = norm
+	if s.filter.Updates < learning {
+		return
+	}
+	switch {
+	case s.corr <= 0.3 && s.nis > 1.5:
+		s.rScale = math.Min(s.rScale*1.2, maxRScale)
+	case s.nis < 0.6:
+		s.rScale = math.Max(s.rScale/1.1, 1)
+	}
 }
 
 // Estimate is a source's filtered phase and frequency, predicted to a
@@ -294,7 +369,7 @@ func (s *Source) Predict(u float64) (est Estimate, ok bool) {
 	if s.filter == nil {
 		return Estimate{}, false
 	}
-	s.filter.Predict(u - s.lastU)
+	s.bank.Predict(u - s.lastU)
 	s.lastU = u
 	return s.estimate(s.filter), true
 }
@@ -316,8 +391,8 @@ func (s *Source) estimate(f *Filter) Estimate {
 // AddFrequency tells the filter of a frequency correction dy (s/s) the
 // daemon applied to the clock.
 func (s *Source) AddFrequency(dy float64) {
-	if s.filter != nil {
-		s.filter.AddFrequency(dy)
+	if s.bank != nil {
+		s.bank.each(func(f *Filter) { f.AddFrequency(dy) })
 	}
 }
 
@@ -345,7 +420,7 @@ func (s *Source) AdaptPoll() {
 		s.pollLog2 = s.cfg.MinPoll
 		return
 	}
-	q := s.cfg.Wander * s.cfg.Wander
+	q := f.WanderSq
 	base := SteadyStateSigmaX(math.Ldexp(1, s.cfg.MinPoll), s.meanR, q)
 	want := s.cfg.MinPoll
 	for p := s.cfg.MinPoll + 1; p <= s.cfg.MaxPoll; p++ {

@@ -11,7 +11,8 @@ import (
 )
 
 // Run runs the scenario for one seed through the unchanged engine and
-// returns its metrics. With trace not nil, every per-second sample is
+// returns its metrics. The engine is not told the clock's wander: it
+// starts from its own prior, as on a real host. With trace not nil, every per-second sample is
 // written to it as a line "t offset_s freq_error_ppb polls adjustments".
 func (sc *Scenario) Run(seed int, trace io.Writer) (Metrics, error) {
 	m, _, err := sc.RunStatus(seed, trace)
@@ -44,7 +45,6 @@ func (sc *Scenario) RunStatus(seed int, trace io.Writer) (Metrics, daemon.Status
 		Clock:     clk,
 		Transport: sourceTransport{s, sc.sourceServer},
 		Drift:     sc.drift,
-		Wander:    sc.Clock.Wander,
 		SaveDrift: sc.SaveDrift,
 	})
 	if err != nil {
