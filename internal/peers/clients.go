@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/beevik/ntp"
 )
 
 // Result is what a third-party client reported about a server.
@@ -116,4 +121,33 @@ func BuildNtptool(t TB) string {
 		t.Fatal(build.err)
 	}
 	return build.path
+}
+
+// Beevik queries addr once with github.com/beevik/ntp (the library
+// ntptool query builds on), from inside ns when ns is not nil, and
+// validates the reply with the library's own rules.
+func Beevik(addr string, ns *Netns) (Result, error) {
+	opt := ntp.QueryOptions{Timeout: 3 * time.Second}
+	if ns != nil {
+		opt.Dialer = func(_, raddr string) (net.Conn, error) { return ns.Dial("udp", raddr) }
+	}
+	r, err := ntp.QueryWithOptions(addr, opt)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{OffsetSeconds: r.ClockOffset.Seconds(), Stratum: int(r.Stratum)}, r.Validate()
+}
+
+// Check asserts what the interop tests want of every client's view of a
+// server on this machine: the served stratum and |offset| < 5 ms (client
+// and server read the same clock).
+func (r Result) Check(t TB, err error, wantStratum int) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("offset %+.6f s, stratum %d", r.OffsetSeconds, r.Stratum)
+	if r.Stratum != wantStratum || math.Abs(r.OffsetSeconds) >= 0.005 {
+		t.Errorf("got %+v, want stratum %d and |offset| < 5 ms", r, wantStratum)
+	}
 }

@@ -2,7 +2,6 @@ package peers
 
 import (
 	"context"
-	"math"
 	"net"
 	"strconv"
 	"testing"
@@ -32,12 +31,7 @@ func TestPeersSeeEachOther(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.query()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Stratum != 2 || math.Abs(got.OffsetSeconds) > 0.005 {
-				t.Errorf("got %+v, want stratum 2 and |offset| < 5 ms", got)
-			}
+			got.Check(t, err, 2)
 		})
 	}
 }
