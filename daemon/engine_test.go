@@ -435,7 +435,7 @@ func TestEngineScenarios(t *testing.T) {
 		{
 			name: "combining/1 good + 2 noisy servers no worse than the good one",
 			run:  run{file: "mixedjitter.toml", seeds: [2]int{1, 20}, duration: 8000},
-			skip: "engine: in 2 seeds of 20 the two 1 ms-jitter servers still pull the combination (RMS 1.5-2.4 x the good server alone): their filters' variances are judged too small now and then; see NOTES",
+			skip: "engine: in 1 seed of 20 (10) the two 1 ms-jitter servers still pull the combination (RMS 1.55 x the good server alone): their filters' variances are judged too small now and then; see NOTES",
 			check: func(t *testing.T, r *result) {
 				one := rs.get(t, base8k20)
 				for i, s := range r.seeds {
@@ -532,7 +532,7 @@ func TestEngineScenarios(t *testing.T) {
 		{
 			name: "jitter/1 ms",
 			run:  run{file: "jitter1ms.toml", seeds: [2]int{1, 20}, duration: 8000},
-			skip: "engine: 1 seed of 20 (17) leaves ±1 ms after settling: at σ 0.7 ms per sample the filter is right on average but its wander-model choice flips under heavy noise; see NOTES",
+			skip: "engine: 1 seed of 20 (2) leaves ±1 ms after settling: at σ 0.7 ms per sample the filter's wander-model choice flips under heavy noise; see NOTES",
 			check: func(t *testing.T, r *result) {
 				one := rs.get(t, base8k20)
 				settledBy(t, r, 2000)
@@ -547,7 +547,6 @@ func TestEngineScenarios(t *testing.T) {
 		{
 			name: "jitter/WAN path 20 ms + 2 ms jitter",
 			run:  run{file: "wan.toml", seeds: seeds4, duration: 20000},
-			skip: "engine: 1 seed of 4 (2) settles at 5313 s, not 5000 s, with 2.3 x the others' RMS: a heavy-noise tail (σ 1.4 ms per sample); see NOTES",
 			check: func(t *testing.T, r *result) {
 				settledBy(t, r, 5000)
 				medianRMSBelow(t, r, 400e-6)

@@ -2,6 +2,7 @@ package ntpclient
 
 import (
 	"context"
+	"math"
 	"net"
 	"os"
 	"testing"
@@ -84,6 +85,33 @@ func FuzzSplitHostPort(f *testing.F) {
 		host, port, err := SplitHostPort(s, 0)
 		if err == nil && (host == "" || port < 1 || port > 65535) {
 			t.Fatalf("SplitHostPort(%q) = %q, %d", s, host, port)
+		}
+	})
+}
+
+// FuzzParseReply: the engine's reply parser never panics, and what it
+// accepts is a valid, synchronised server reply with a finite sample.
+func FuzzParseReply(f *testing.F) {
+	t1 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	req := Request(nil, t1)
+	valid := make([]byte, 48)
+	valid[0], valid[1] = 0x24, 2
+	copy(valid[24:32], req[40:48])
+	copy(valid[32:40], req[40:48])
+	copy(valid[40:48], req[40:48])
+	f.Add(valid, int64(1e6))
+	f.Add(valid[:40], int64(0))
+	f.Add(append(valid, make([]byte, 100)...), int64(-5))
+	f.Fuzz(func(t *testing.T, pkt []byte, rttNS int64) {
+		s, err := ParseReply(pkt, t1, t1.Add(time.Duration(rttNS)))
+		if err != nil {
+			return
+		}
+		if verr := Validate(s.Response); verr != nil {
+			t.Fatalf("accepted a reply that Validate rejects: %v", verr)
+		}
+		if math.IsNaN(s.Offset) || math.IsInf(s.Offset, 0) || s.Delay < 0 {
+			t.Fatalf("accepted a bad sample %+v", s)
 		}
 	})
 }

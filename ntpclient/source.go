@@ -31,6 +31,9 @@ const (
 	learning    = 8
 	wrongPrior  = 10.0 // standard deviations
 	resetSigmaY = 500e-6
+	// driftPerPoll bounds how far the frequency's uncertainty may carry
+	// the phase over one poll interval (s).
+	driftPerPoll = 100e-6
 	// minSamples is how many polls the filter's averaging window (2τ)
 	// must span at the chosen poll interval.
 	minSamples = 8
@@ -409,9 +412,11 @@ func (s *Source) SigmaY() float64 {
 // P in [minpoll, maxpoll] whose predicted RMS phase error stays within
 // twice that of the shortest, and over which the filter still averages
 // enough samples: its time constant τ(P) = (R·P/w²)^¼ must span
-// minSamples/2 polls (DISCIPLINE-NOTES: the best window is about 2τ). The
-// first rule trades packets for accuracy; the second shortens the poll
-// when the wander or the noise says so. It moves up one step at a time,
+// minSamples/2 polls (DISCIPLINE-NOTES: the best window is about 2τ), and
+// over which the frequency's uncertainty moves the phase by at most
+// driftPerPoll. The first rule trades packets for accuracy; the second
+// shortens the poll when the wander or the noise says so; the third holds
+// it short while the frequency is learnt. It moves up one step at a time,
 // down at once. Until the frequency is known well, minpoll is used.
 func (s *Source) AdaptPoll() {
 	s.sinceChange++
@@ -426,7 +431,9 @@ func (s *Source) AdaptPoll() {
 	for p := s.cfg.MinPoll + 1; p <= s.cfg.MaxPoll; p++ {
 		poll := math.Ldexp(1, p)
 		tau := math.Pow(s.meanR*poll/q, 0.25)
-		if SteadyStateSigmaX(poll, s.meanR, q) <= 2*base && 2*tau/poll >= minSamples {
+		// While the frequency is still being learnt, its error must not
+		// carry the phase far between two polls either.
+		if SteadyStateSigmaX(poll, s.meanR, q) <= 2*base && 2*tau/poll >= minSamples && f.SigmaY()*poll <= driftPerPoll {
 			want = p
 		}
 	}

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -58,6 +59,9 @@ type Scenario struct {
 	sourceServer []int
 }
 
+// maxSeeds bounds the seeds a scenario runs.
+const maxSeeds = 10000
+
 // LoadScenario reads and checks a scenario file.
 func LoadScenario(path string) (*Scenario, error) {
 	data, err := os.ReadFile(path)
@@ -96,8 +100,10 @@ func (sc *Scenario) check(name string) error {
 		return fmt.Errorf("%s: %w: %s", name, ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case len(sc.Seeds) != 2 || sc.Seeds[0] < 0 || sc.Seeds[1] < sc.Seeds[0]:
-		return bad("seeds must be [first, last] with 0 <= first <= last")
+	case len(sc.Seeds) != 2 || sc.Seeds[0] < 0 || sc.Seeds[1] < sc.Seeds[0] || sc.Seeds[1] > math.MaxInt32:
+		return bad("seeds must be [first, last] with 0 <= first <= last < 2^31")
+	case sc.Seeds[1]-sc.Seeds[0] >= maxSeeds:
+		return bad("at most %d seeds", maxSeeds)
 	case sc.Duration <= 0 || sc.Duration > 1e7:
 		return bad("duration must be in (0, 1e7] seconds")
 	case len(sc.Servers) == 0:
@@ -126,10 +132,9 @@ func (sc *Scenario) check(name string) error {
 		}
 		sc.sourceServer = append(sc.sourceServer, k-1)
 	}
-	for _, l := range sc.links() {
-		if err := l.Validate(); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
+	// The clock, links and servers are checked by building the simulation.
+	if _, err := New(sc.config(sc.Seeds[0])); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
