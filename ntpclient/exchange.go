@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ntptool/ntptool/ntpserve"
+	"github.com/ntptool/ntptool/ntpwire"
 )
 
 // Request builds a client-mode (3) NTPv4 request whose transmit timestamp
@@ -13,7 +13,7 @@ import (
 func Request(buf []byte, t1 time.Time) []byte {
 	buf = append(buf[:0], make([]byte, 48)...)
 	buf[0] = 4<<3 | 3
-	binary.BigEndian.PutUint64(buf[40:], uint64(ntpserve.TimestampFromTime(t1)))
+	binary.BigEndian.PutUint64(buf[40:], uint64(ntpwire.FromTime(t1)))
 	return buf
 }
 
@@ -35,14 +35,14 @@ func ParseReply(pkt []byte, t1, t4 time.Time) (Sample, error) {
 	if len(pkt) < 48 {
 		return Sample{}, fmt.Errorf("%w: %d bytes", ErrMalformed, len(pkt))
 	}
-	origin := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[24:]))
-	if origin != ntpserve.TimestampFromTime(t1) {
+	origin := ntpwire.Timestamp(binary.BigEndian.Uint64(pkt[24:]))
+	if origin != ntpwire.FromTime(t1) {
 		return Sample{}, ErrOriginMismatch
 	}
-	rx := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[32:]))
-	tx := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[40:]))
-	ref := ntpserve.Timestamp(binary.BigEndian.Uint64(pkt[16:]))
-	t1s, t4s := ntpserve.TimestampFromTime(t1), ntpserve.TimestampFromTime(t4)
+	rx := ntpwire.Timestamp(binary.BigEndian.Uint64(pkt[32:]))
+	tx := ntpwire.Timestamp(binary.BigEndian.Uint64(pkt[40:]))
+	ref := ntpwire.Timestamp(binary.BigEndian.Uint64(pkt[16:]))
+	t1s, t4s := ntpwire.FromTime(t1), ntpwire.FromTime(t4)
 	// Era-safe differences (RFC 5905 section 6): all four stamps are
 	// within seconds of each other unless the clocks are far apart.
 	theta := (rx.Sub(t1s) + tx.Sub(t4s)) / 2 // server − local
@@ -55,8 +55,8 @@ func ParseReply(pkt []byte, t1, t4 time.Time) (Sample, error) {
 		RefID:          refID(pkt[1], binary.BigEndian.Uint32(pkt[12:])),
 		Offset:         theta,
 		Delay:          delay,
-		RootDelay:      shortDuration(binary.BigEndian.Uint32(pkt[4:])),
-		RootDispersion: shortDuration(binary.BigEndian.Uint32(pkt[8:])),
+		RootDelay:      ntpwire.ShortToDuration(binary.BigEndian.Uint32(pkt[4:])),
+		RootDispersion: ntpwire.ShortToDuration(binary.BigEndian.Uint32(pkt[8:])),
 		ReferenceTime:  ref.Time(t4),
 		Time:           tx.Time(t4),
 		TransmitZero:   tx == 0,
@@ -66,9 +66,4 @@ func ParseReply(pkt []byte, t1, t4 time.Time) (Sample, error) {
 		return Sample{Response: r}, err
 	}
 	return Sample{Offset: -theta.Seconds(), Delay: delay.Seconds(), Response: r}, nil
-}
-
-// shortDuration decodes an NTP short (16.16 seconds).
-func shortDuration(v uint32) time.Duration {
-	return time.Duration(uint64(v) * uint64(time.Second) >> 16)
 }

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/ntptool/ntptool/ntpwire"
 )
 
 func BenchmarkRespond(b *testing.B) {
@@ -13,7 +15,7 @@ func BenchmarkRespond(b *testing.B) {
 	st := &State{Stratum: 2, RefID: LocalRefID, RootDispersion: time.Millisecond, DispersionRatePPM: 15, RefTime: 1 << 32}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		Respond(out, req, Timestamp(i)<<32, Timestamp(i)<<32+1, st)
+		Respond(out, req, ntpwire.Timestamp(i)<<32, ntpwire.Timestamp(i)<<32+1, st)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/ntptool/ntptool/ntpwire"
 )
 
 // FuzzParseRequest: ParseRequest accepts any bytes; what it accepts is a
@@ -44,7 +46,7 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("accepted %x as %+v", b, r)
 		}
 		got := decode(out)
-		if got.Org != Timestamp(binary.BigEndian.Uint64(b[40:])) || got.Version != r.Version || got.Mode != ModeServer {
+		if got.Org != ntpwire.Timestamp(binary.BigEndian.Uint64(b[40:])) || got.Version != r.Version || got.Mode != ModeServer {
 			t.Fatalf("reply %+v to %x", got, b)
 		}
 	})

@@ -3,11 +3,13 @@ package ntpserve
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/ntptool/ntptool/ntpwire"
 )
 
 // mkReq builds a request header: version, mode, transmit timestamp, and an
 // optional trailer after the 48 bytes.
-func mkReq(version, mode uint8, xmt Timestamp, trailer ...byte) []byte {
+func mkReq(version, mode uint8, xmt ntpwire.Timestamp, trailer ...byte) []byte {
 	b := make([]byte, HeaderLen, HeaderLen+len(trailer))
 	b[0] = version<<3 | mode
 	b[2] = 6 // poll 64 s
@@ -37,7 +39,7 @@ type fields struct {
 	Leap, Version, Mode, Stratum uint8
 	Poll, Precision              int8
 	RootDelay, RootDisp, RefID   uint32
-	Ref, Org, Rec, Xmt           Timestamp
+	Ref, Org, Rec, Xmt           ntpwire.Timestamp
 }
 
 func decode(b []byte) fields {
@@ -46,8 +48,8 @@ func decode(b []byte) fields {
 		Poll: int8(b[2]), Precision: int8(b[3]),
 		RootDelay: binary.BigEndian.Uint32(b[4:]), RootDisp: binary.BigEndian.Uint32(b[8:]),
 		RefID: binary.BigEndian.Uint32(b[12:]),
-		Ref:   Timestamp(binary.BigEndian.Uint64(b[16:])), Org: Timestamp(binary.BigEndian.Uint64(b[24:])),
-		Rec: Timestamp(binary.BigEndian.Uint64(b[32:])), Xmt: Timestamp(binary.BigEndian.Uint64(b[40:])),
+		Ref:   ntpwire.Timestamp(binary.BigEndian.Uint64(b[16:])), Org: ntpwire.Timestamp(binary.BigEndian.Uint64(b[24:])),
+		Rec: ntpwire.Timestamp(binary.BigEndian.Uint64(b[32:])), Xmt: ntpwire.Timestamp(binary.BigEndian.Uint64(b[40:])),
 	}
 }
 

@@ -1,6 +1,10 @@
 package ntpserve
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/ntptool/ntptool/ntpwire"
+)
 
 // HeaderLen is the length of the NTP header (RFC 5905 §7.3, Figure 8); a
 // shorter packet is never answered and every reply is exactly this long.
@@ -115,7 +119,7 @@ type Request struct {
 	Poll int8
 	// Transmit is the client's transmit timestamp; it becomes the reply's
 	// origin timestamp (RFC 5905 §9.2, "org ← xmt").
-	Transmit Timestamp
+	Transmit ntpwire.Timestamp
 	// ExtensionFields is the number of RFC 7822 extension fields that were
 	// skipped (tolerated, not answered).
 	ExtensionFields int
@@ -163,7 +167,7 @@ func ParseRequest(b []byte) (Request, Verdict) {
 	req := Request{
 		Version:  version,
 		Poll:     int8(b[offPoll]),
-		Transmit: Timestamp(binary.BigEndian.Uint64(b[offTransmit:])),
+		Transmit: ntpwire.Timestamp(binary.BigEndian.Uint64(b[offTransmit:])),
 	}
 	n, v := scanTrailer(b[HeaderLen:], version)
 	if v != Reply {

@@ -3,11 +3,13 @@ package ntpserve
 import (
 	"testing"
 
+	"github.com/ntptool/ntptool/ntpwire"
+
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestParseRequest(t *testing.T) {
-	const xmt = Timestamp(0xeb1b2c3d_80000000)
+	const xmt = ntpwire.Timestamp(0xeb1b2c3d_80000000)
 	tests := []struct {
 		name string
 		req  []byte
@@ -57,7 +59,7 @@ func TestParseRequest(t *testing.T) {
 			if v != Reply {
 				return
 			}
-			want := Request{Version: tc.req[0] >> 3 & 7, Poll: 6, Transmit: Timestamp(uint64(tc.req[40])<<56 | uint64(tc.req[41])<<48 | uint64(tc.req[42])<<40 | uint64(tc.req[43])<<32 | uint64(tc.req[44])<<24 | uint64(tc.req[45])<<16 | uint64(tc.req[46])<<8 | uint64(tc.req[47])), ExtensionFields: tc.efs}
+			want := Request{Version: tc.req[0] >> 3 & 7, Poll: 6, Transmit: ntpwire.Timestamp(uint64(tc.req[40])<<56 | uint64(tc.req[41])<<48 | uint64(tc.req[42])<<40 | uint64(tc.req[43])<<32 | uint64(tc.req[44])<<24 | uint64(tc.req[45])<<16 | uint64(tc.req[46])<<8 | uint64(tc.req[47])), ExtensionFields: tc.efs}
 			if diff := cmp.Diff(want, r); diff != "" {
 				t.Errorf("request (-want +got):\n%s", diff)
 			}

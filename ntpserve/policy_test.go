@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ntptool/ntptool/ntpwire"
+
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
@@ -67,7 +69,7 @@ func TestHandleDropRules(t *testing.T) {
 	st := &State{Stratum: 2, RefID: LocalRefID}
 	ok := netip.MustParseAddr("198.51.100.1")
 	denied := netip.MustParseAddr("192.0.2.77")
-	rx := TimestampFromTime(t2026)
+	rx := ntpwire.FromTime(t2026)
 	tests := []struct {
 		name string
 		req  []byte
@@ -206,7 +208,7 @@ func TestRateLimiterConfig(t *testing.T) {
 }
 
 func TestSystemState(t *testing.T) {
-	ref := TimestampFromTime(t2026)
+	ref := ntpwire.FromTime(t2026)
 	tests := []struct {
 		name   string
 		local  int

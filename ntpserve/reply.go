@@ -3,6 +3,8 @@ package ntpserve
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/ntptool/ntptool/ntpwire"
 )
 
 // Kiss codes (RFC 5905 §7.4) as reference identifiers.
@@ -18,14 +20,14 @@ const (
 // tx the transmit timestamp (the server may patch it later with
 // SetTransmit), st the server state. It follows RFC 5905 §9.2 (fast_xmit):
 // version as requested, origin = the request's transmit timestamp.
-func BuildReply(out []byte, r Request, rx, tx Timestamp, st *State) int {
+func BuildReply(out []byte, r Request, rx, tx ntpwire.Timestamp, st *State) int {
 	_ = out[HeaderLen-1]
 	out[offLVM] = st.Leap<<6 | r.Version<<3 | ModeServer
 	out[offStratum] = st.Stratum
 	out[offPoll] = byte(r.Poll)
 	out[offPrecision] = byte(st.Precision)
-	binary.BigEndian.PutUint32(out[offRootDelay:], shortFromDuration(st.RootDelay))
-	binary.BigEndian.PutUint32(out[offRootDisp:], shortFromDuration(st.rootDispersionAt(rx)))
+	binary.BigEndian.PutUint32(out[offRootDelay:], ntpwire.ShortFromDuration(st.RootDelay))
+	binary.BigEndian.PutUint32(out[offRootDisp:], ntpwire.ShortFromDuration(st.rootDispersionAt(rx)))
 	binary.BigEndian.PutUint32(out[offRefID:], st.RefID)
 	binary.BigEndian.PutUint64(out[offRefTime:], uint64(st.RefTime))
 	binary.BigEndian.PutUint64(out[offOrigin:], uint64(r.Transmit))
@@ -36,7 +38,7 @@ func BuildReply(out []byte, r Request, rx, tx Timestamp, st *State) int {
 
 // SetTransmit overwrites the transmit timestamp of a reply built by
 // BuildReply: the server stamps a batch just before sending it.
-func SetTransmit(reply []byte, tx Timestamp) {
+func SetTransmit(reply []byte, tx ntpwire.Timestamp) {
 	binary.BigEndian.PutUint64(reply[offTransmit:], uint64(tx))
 }
 
@@ -62,7 +64,7 @@ func BuildKoD(out []byte, r Request, code uint32, poll int8) int {
 // it parses req and, if it is a request this server answers, writes the
 // reply into out (at least HeaderLen bytes). It returns the reply length (0
 // when dropped) and the verdict. The reply is never longer than req.
-func Respond(out, req []byte, rx, tx Timestamp, st *State) (int, Verdict) {
+func Respond(out, req []byte, rx, tx ntpwire.Timestamp, st *State) (int, Verdict) {
 	r, v := ParseRequest(req)
 	if v != Reply {
 		return 0, v

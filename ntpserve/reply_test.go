@@ -4,14 +4,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ntptool/ntptool/ntpwire"
+
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestBuildReply(t *testing.T) {
-	rx := TimestampFromTime(t2026)
+	rx := ntpwire.FromTime(t2026)
 	tx := rx.Add(20 * time.Microsecond)
-	ref := TimestampFromTime(t2026.Add(-10 * time.Second))
-	const xmt = Timestamp(0xeb1b2c3d_80000000)
+	ref := ntpwire.FromTime(t2026.Add(-10 * time.Second))
+	const xmt = ntpwire.Timestamp(0xeb1b2c3d_80000000)
 	local := &State{Stratum: 2, RefID: LocalRefID, RefTime: ref, RootDelay: 0, RootDispersion: time.Millisecond, Precision: -24}
 	growing := &State{Stratum: 3, RefID: 0xc0000201, RefTime: ref, RootDelay: 2 * time.Millisecond, RootDispersion: time.Millisecond, DispersionRatePPM: 500, Precision: -20}
 	unsync := &State{Leap: LeapUnsynch, Stratum: MaxStratum, Precision: -20}
@@ -50,7 +52,7 @@ func TestBuildReply(t *testing.T) {
 }
 
 func TestBuildKoD(t *testing.T) {
-	const xmt = Timestamp(0xeb1b2c3d_80000000)
+	const xmt = ntpwire.Timestamp(0xeb1b2c3d_80000000)
 	r, _ := ParseRequest(mkReq(4, ModeClient, xmt))
 	tests := []struct {
 		name string

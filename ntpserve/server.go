@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/ntptool/ntptool/ntpwire"
 )
 
 // Config configures a Server. The zero value listens nowhere; every other
@@ -220,7 +222,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // (rxNS: the same instant in Unix ns) and builds the reply into out. The
 // transmit timestamp is left for the caller to set. This is the whole
 // per-packet policy; the socket code only moves bytes.
-func (s *Server) handle(out, req []byte, from netip.Addr, rx Timestamp, rxNS int64, st *State) (int, Verdict) {
+func (s *Server) handle(out, req []byte, from netip.Addr, rx ntpwire.Timestamp, rxNS int64, st *State) (int, Verdict) {
 	r, v := ParseRequest(req)
 	if v != Reply {
 		return 0, v

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ntptool/ntptool/ntpwire"
+
 	"github.com/beevik/ntp"
 	"github.com/google/go-cmp/cmp"
 )
@@ -155,7 +157,7 @@ func TestServeBeevik(t *testing.T) {
 func TestServeWireFields(t *testing.T) {
 	s := startServer(t, Config{Listen: []string{"127.0.0.1:0"}}, localStratum2(t))
 	c := dial(t, "", s.Addrs()[0])
-	xmt := TimestampFromTime(time.Now())
+	xmt := ntpwire.FromTime(time.Now())
 	before := time.Now()
 	reply, stale := exchange(t, c, mkReq(4, ModeClient, xmt))
 	after := time.Now()
@@ -227,7 +229,7 @@ func TestServeKoDRateOnWire(t *testing.T) {
 		RateLimit: RateLimitConfig{Interval: time.Hour, Burst: 4, KoD: true}}, localStratum2(t))
 	c := dial(t, "127.0.0.3:0", s.Addrs()[0])
 	for i := range 10 {
-		if _, err := c.Write(mkReq(4, ModeClient, Timestamp(100+i))); err != nil {
+		if _, err := c.Write(mkReq(4, ModeClient, ntpwire.Timestamp(100+i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -274,7 +276,7 @@ func TestServeWildcardSourceAddress(t *testing.T) {
 					continue
 				}
 				c := dial(t, "", &net.UDPAddr{IP: net.ParseIP(d), Port: port})
-				exchange(t, c, mkReq(4, ModeClient, TimestampFromTime(time.Now())))
+				exchange(t, c, mkReq(4, ModeClient, ntpwire.FromTime(time.Now())))
 			}
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/ntptool/ntptool/ntpwire"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -246,7 +248,7 @@ func (w *worker) run() error {
 				v = DropMalformed
 			default:
 				out := w.sbuf[nreply*HeaderLen : (nreply+1)*HeaderLen]
-				n, v = s.handle(out, pkt, from, TimestampFromUnix(sec, nsec), sec*1e9+nsec, st)
+				n, v = s.handle(out, pkt, from, ntpwire.FromUnix(sec, nsec), sec*1e9+nsec, st)
 			}
 			w.counts[v]++
 			if n == 0 {
@@ -289,7 +291,7 @@ func (w *worker) send(nreply int) {
 	for off := 0; off < nreply; off += chunk {
 		end := min(off+chunk, nreply)
 		t := w.s.now()
-		tx := TimestampFromUnix(t.Unix(), int64(t.Nanosecond()))
+		tx := ntpwire.FromUnix(t.Unix(), int64(t.Nanosecond()))
 		for j := off; j < end; j++ {
 			if w.stamp[j] {
 				SetTransmit(w.sbuf[j*HeaderLen:], tx)

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ntptool/ntptool/ntpwire"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +27,7 @@ type State struct {
 	RefID uint32
 	// RefTime is when the clock was last set or corrected; it is also the
 	// epoch from which DispersionRatePPM grows the dispersion.
-	RefTime Timestamp
+	RefTime ntpwire.Timestamp
 	// RootDelay is the round-trip delay to the primary reference.
 	RootDelay time.Duration
 	// RootDispersion is the dispersion to the primary reference at RefTime.
@@ -39,7 +41,7 @@ type State struct {
 }
 
 // rootDispersionAt returns the root dispersion to serve at time rx.
-func (st *State) rootDispersionAt(rx Timestamp) time.Duration {
+func (st *State) rootDispersionAt(rx ntpwire.Timestamp) time.Duration {
 	d := st.RootDispersion
 	if st.DispersionRatePPM > 0 && st.RefTime != 0 {
 		if age := rx.Sub(st.RefTime); age > 0 {
@@ -228,7 +230,7 @@ func (s *SystemSource) refreshLocked(now time.Time) {
 // systemState is SystemSource's pure decision (see its doc comment).
 func systemState(cfg SystemConfig, now time.Time, kstate int, tx *unix.Timex, kerr error) State {
 	unsync := kerr != nil || kstate == unix.TIME_ERROR || tx.Status&unix.STA_UNSYNC != 0
-	st := State{Precision: cfg.Precision, RefTime: TimestampFromTime(now)}
+	st := State{Precision: cfg.Precision, RefTime: ntpwire.FromTime(now)}
 	switch {
 	case unsync && cfg.LocalStratum == 0:
 		return State{Leap: LeapUnsynch, Stratum: MaxStratum, RootDispersion: 16 * time.Second, Precision: cfg.Precision}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ntptool/ntptool/ntpwire"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +63,7 @@ func burstGaps(t *testing.T, addr net.Addr, bursts, size int) []time.Duration {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for b := range bursts {
 		for i := range size {
-			if _, err := c.Write(mkReq(4, ModeClient, Timestamp(b*size+i+1))); err != nil {
+			if _, err := c.Write(mkReq(4, ModeClient, ntpwire.Timestamp(b*size+i+1))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -74,8 +76,8 @@ func burstGaps(t *testing.T, addr net.Addr, bursts, size int) []time.Duration {
 			if n < HeaderLen || sec < 0 {
 				t.Fatalf("reply %d bytes, rx timestamp %v", n, sec)
 			}
-			tx := Timestamp(binary.BigEndian.Uint64(buf[offTransmit:]))
-			gaps = append(gaps, TimestampFromUnix(sec, nsec).Sub(tx))
+			tx := ntpwire.Timestamp(binary.BigEndian.Uint64(buf[offTransmit:]))
+			gaps = append(gaps, ntpwire.FromUnix(sec, nsec).Sub(tx))
 		}
 	}
 	return gaps

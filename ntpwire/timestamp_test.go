@@ -1,4 +1,4 @@
-package ntpserve
+package ntpwire
 
 import (
 	"testing"
@@ -26,10 +26,10 @@ func TestTimestampRoundTrip(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := TimestampFromTime(tc.t)
+			ts := FromTime(tc.t)
 			if tc.want != 0 {
 				if diff := cmp.Diff(tc.want, ts); diff != "" {
-					t.Errorf("TimestampFromTime(%v) (-want +got):\n%s", tc.t, diff)
+					t.Errorf("FromTime(%v) (-want +got):\n%s", tc.t, diff)
 				}
 			}
 			if ts == 0 {
@@ -55,13 +55,13 @@ func TestTimestampSubAcrossEra(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := TimestampFromTime(tc.a).Sub(TimestampFromTime(tc.b))
+			got := FromTime(tc.a).Sub(FromTime(tc.b))
 			want := tc.a.Sub(tc.b)
 			if d := got - want; d < -time.Nanosecond || d > time.Nanosecond {
 				t.Errorf("Sub = %v, want %v", got, want)
 			}
-			if back := TimestampFromTime(tc.b).Add(want); back != TimestampFromTime(tc.a) && back+1 != TimestampFromTime(tc.a) && back-1 != TimestampFromTime(tc.a) {
-				t.Errorf("Add(%v) = %x, want %x", want, back, TimestampFromTime(tc.a))
+			if back := FromTime(tc.b).Add(want); back != FromTime(tc.a) && back+1 != FromTime(tc.a) && back-1 != FromTime(tc.a) {
+				t.Errorf("Add(%v) = %x, want %x", want, back, FromTime(tc.a))
 			}
 		})
 	}
@@ -81,12 +81,15 @@ func TestShortFormat(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.d.String(), func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, shortFromDuration(tc.d)); diff != "" {
+			if diff := cmp.Diff(tc.want, ShortFromDuration(tc.d)); diff != "" {
 				t.Errorf("shortFromDuration (-want +got):\n%s", diff)
 			}
 		})
 	}
-	if got := shortToDuration(1 << 16); got != time.Second {
-		t.Errorf("shortToDuration(1<<16) = %v", got)
+	if got := ShortToDuration(1 << 16); got != time.Second {
+		t.Errorf("ShortToDuration(1<<16) = %v", got)
 	}
 }
+
+// t2026 is a fixed instant for the tests.
+var t2026 = time.Date(2026, 11, 3, 12, 0, 0, 0, time.UTC)

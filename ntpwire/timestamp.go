@@ -1,4 +1,7 @@
-package ntpserve
+// Package ntpwire holds the NTP wire formats shared by the client and the
+// server: the 64-bit timestamp with era-safe conversion (RFC 5905 section
+// 6) and the 32-bit short format of root delay and dispersion.
+package ntpwire
 
 import (
 	"math"
@@ -15,10 +18,10 @@ type Timestamp uint64
 // epoch (1970).
 const unixToNTP = 2208988800
 
-// TimestampFromUnix converts Unix seconds and nanoseconds (as the kernel
+// FromUnix converts Unix seconds and nanoseconds (as the kernel
 // reports them in SO_TIMESTAMPNS) to an NTP timestamp. The era number is
 // dropped, as on the wire (RFC 5905 §6).
-func TimestampFromUnix(sec int64, nsec int64) Timestamp {
+func FromUnix(sec int64, nsec int64) Timestamp {
 	s := uint64(sec+unixToNTP) & 0xffffffff
 	// Round to the nearest 2^-32 s; nsec < 1e9 so this cannot carry over
 	// into the seconds except at nsec = 1e9-0.1ns, which rounding keeps.
@@ -29,13 +32,13 @@ func TimestampFromUnix(sec int64, nsec int64) Timestamp {
 	return Timestamp(s<<32 | f)
 }
 
-// TimestampFromTime converts t to an NTP timestamp. The zero time.Time
+// FromTime converts t to an NTP timestamp. The zero time.Time
 // converts to the zero Timestamp, which NTP uses for "unknown".
-func TimestampFromTime(t time.Time) Timestamp {
+func FromTime(t time.Time) Timestamp {
 	if t.IsZero() {
 		return 0
 	}
-	return TimestampFromUnix(t.Unix(), int64(t.Nanosecond()))
+	return FromUnix(t.Unix(), int64(t.Nanosecond()))
 }
 
 // Time returns the instant ts denotes in the era that puts it closest to
@@ -78,10 +81,10 @@ func durationToFixed32(d time.Duration) int64 {
 	return sec<<32 + (ns<<32)/1000000000
 }
 
-// shortFromDuration encodes a non-negative duration as an NTP short format
+// ShortFromDuration encodes a non-negative duration as an NTP short format
 // (RFC 5905 §6: 16.16 fixed-point seconds), rounding up so that a bound such
 // as root dispersion is never understated, and saturating at the maximum.
-func shortFromDuration(d time.Duration) uint32 {
+func ShortFromDuration(d time.Duration) uint32 {
 	if d <= 0 {
 		return 0
 	}
@@ -92,7 +95,7 @@ func shortFromDuration(d time.Duration) uint32 {
 	return uint32((uint64(d)<<16 + 999999999) / 1000000000)
 }
 
-// shortToDuration decodes an NTP short format (16.16 seconds).
-func shortToDuration(s uint32) time.Duration {
+// ShortToDuration decodes an NTP short format (16.16 seconds).
+func ShortToDuration(s uint32) time.Duration {
 	return time.Duration((uint64(s) * 1000000000) >> 16)
 }
