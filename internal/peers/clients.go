@@ -99,7 +99,8 @@ var build struct {
 }
 
 // BuildNtptool builds ./cmd/ntptool once per test binary and returns the
-// path of the executable.
+// path of the executable. The package's TestMain removes it with
+// RemoveBuild.
 func BuildNtptool(t TB) string {
 	t.Helper()
 	repo := repoDir(t)
@@ -149,5 +150,13 @@ func (r Result) Check(t TB, err error, wantStratum int) {
 	t.Logf("offset %+.6f s, stratum %d", r.OffsetSeconds, r.Stratum)
 	if r.Stratum != wantStratum || math.Abs(r.OffsetSeconds) >= 0.005 {
 		t.Errorf("got %+v, want stratum %d and |offset| < 5 ms", r, wantStratum)
+	}
+}
+
+// RemoveBuild removes what BuildNtptool built; call it from TestMain after
+// the tests ran.
+func RemoveBuild() {
+	if build.path != "" {
+		os.RemoveAll(filepath.Dir(build.path))
 	}
 }
