@@ -85,7 +85,7 @@ func timeClients(root, bin string, runs int) int {
 	}
 	for i := 0; i < runs; i++ {
 		for _, c := range clients {
-			argv := append(append([]string{}, peers.NoCap...), c.argv...)
+			argv := peers.NoCap(c.argv...)
 			cmd := exec.Command(argv[0], argv[1:]...)
 			cmd.Env = append(os.Environ(), c.env...)
 			start := time.Now()
@@ -109,7 +109,7 @@ func timeClients(root, bin string, runs int) int {
 			ms(median(c.times)), ms(slices.Max(c.times)), ms(net(c)), float64(net(c))/float64(ours))
 	}
 	tw.Flush()
-	fmt.Printf("wrapper alone (`%s /bin/true`): median %.2f ms, subtracted for the net times\n", strings.Join(peers.NoCap, " "), ms(wrapper))
+	fmt.Printf("wrapper alone (`%s /bin/true`): median %.2f ms, subtracted for the net times\n", strings.Join(peers.NoCap(), " "), ms(wrapper))
 	met := ours <= 5*time.Millisecond && net(clients[1]) > ours && net(clients[2]) > ours
 	fmt.Printf("goal (ntptool net median <= 5 ms and faster than both): %s (net median %.2f ms)\n",
 		map[bool]string{true: "met", false: "NOT met"}[met], ms(ours))

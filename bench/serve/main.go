@@ -151,7 +151,7 @@ func startServer(r *peers.Runner, o options, name, bin string, ns *peers.Netns, 
 	var argv []string
 	switch name {
 	case "ntptool":
-		argv = append(pin, append(append([]string{}, peers.NoCap...), bin, "serve", "--listen", addr,
+		argv = append(pin, peers.NoCap(bin, "serve", "--listen", addr,
 			"--local-stratum", "2", "--no-rate-limit", "--workers", strconv.Itoa(o.workers), "--tx-chunk", strconv.Itoa(o.txChunk), "--log-level", "warn")...)
 	case "chronyd":
 		conf := filepath.Join(dir, "chrony.conf")
@@ -161,14 +161,14 @@ func startServer(r *peers.Runner, o options, name, bin string, ns *peers.Netns, 
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			return nil, err
 		}
-		argv = append(pin, append(append([]string{}, peers.NoCap...), filepath.Join(o.root, "usr/sbin/chronyd"), "-x", "-d", "-u", "root", "-f", conf)...)
+		argv = append(pin, peers.NoCap(filepath.Join(o.root, "usr/sbin/chronyd"), "-x", "-d", "-u", "root", "-f", conf)...)
 	case "ntpd":
 		conf := filepath.Join(dir, "ntp.conf")
 		text := "disable ntp\ndisable kernel\ntos orphan 2\ntos orphanwait 0\nunrestrict default limited\n"
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			return nil, err
 		}
-		argv = append(pin, append(append([]string{}, peers.NoCap...), filepath.Join(o.root, "usr/sbin/ntpd"), "-n", "-c", conf,
+		argv = append(pin, peers.NoCap(filepath.Join(o.root, "usr/sbin/ntpd"), "-n", "-c", conf,
 			"-p", filepath.Join(dir, "ntpd.pid"), "-l", filepath.Join(dir, "ntpd.log"))...)
 	default:
 		return nil, fmt.Errorf("unknown server %q (want ntptool, chronyd or ntpd)", name)

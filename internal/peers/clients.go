@@ -36,7 +36,7 @@ func ChronydQuery(ctx context.Context, root, host string, port int) (Result, err
 		return Result{}, err
 	}
 	defer os.RemoveAll(dir)
-	argv := append(append([]string{}, NoCap...), filepath.Join(root, "usr/sbin/chronyd"), "-Q", "-u", "root",
+	argv := NoCap(filepath.Join(root, "usr/sbin/chronyd"), "-Q", "-u", "root",
 		fmt.Sprintf("server %s port %d iburst maxsamples 1", host, port),
 		"logdir "+dir, "log measurements")
 	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
@@ -61,12 +61,13 @@ func ChronydQuery(ctx context.Context, root, host string, port int) (Result, err
 	return parseResult(last[11], last[4], "chronyd measurement")
 }
 
-// Ntpdig runs NTPsec's ntpdig against host (port 123 only) inside ns and
+// Ntpdig runs NTPsec's ntpdig (without CAP_SYS_TIME) against host (port 123 only) inside ns and
 // parses its one-line report ("DATE TIME (+0000) +0.000015 +/- 0.000109
 // 127.0.0.1 s2 no-leap").
 func Ntpdig(ctx context.Context, root string, ns *Netns, host string) (Result, error) {
 	py := filepath.Join(root, "usr/lib/python3/dist-packages")
-	cmd := ns.Command(ctx, "env", "PYTHONPATH="+py, "/usr/bin/python3", filepath.Join(root, "usr/bin/ntpdig"), "-t", "2", host)
+	argv := NoCap("env", "PYTHONPATH="+py, "/usr/bin/python3", filepath.Join(root, "usr/bin/ntpdig"), "-t", "2", host)
+	cmd := ns.Command(ctx, argv[0], argv[1:]...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return Result{}, fmt.Errorf("ntpdig: %w: %s", err, out)

@@ -26,9 +26,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NoCap is the argv prefix that starts a program without CAP_SYS_TIME in
-// its bounding set, so it cannot change the clock even by mistake.
-var NoCap = []string{"setpriv", "--bounding-set", "-sys_time", "--"}
+// NoCap returns the command line that runs argv without CAP_SYS_TIME in
+// its bounding set (setpriv), so that it cannot change the clock even by
+// mistake. Every third-party program the tests and benchmarks start goes
+// through it.
+func NoCap(argv ...string) []string {
+	return append([]string{"setpriv", "--bounding-set", "-sys_time", "--"}, argv...)
+}
 
 // requireEnv is set (to 1) in CI: missing peers are then a failure, not a skip.
 const requireEnv = "NTPTOOL_REQUIRE_PEERS"
@@ -204,7 +208,7 @@ func StartChronyServerIn(t TB, ns *Netns, port int, extraConf ...string) string 
 	if err := os.WriteFile(conf, []byte(chronyConf(dir, port, extraConf)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	argv := append(append([]string{}, NoCap...), filepath.Join(root, "usr/sbin/chronyd"), "-x", "-d", "-u", "root", "-f", conf)
+	argv := NoCap(filepath.Join(root, "usr/sbin/chronyd"), "-x", "-d", "-u", "root", "-f", conf)
 	Start(t, ns.Command(context.Background(), argv[0], argv[1:]...), "chronyd")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	WaitNTP(t, ns, addr)
@@ -242,7 +246,7 @@ func StartNTPsecServer(t TB, ns *Netns, extraConf ...string) {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	argv := append(append([]string{}, NoCap...), filepath.Join(root, "usr/sbin/ntpd"),
+	argv := NoCap(filepath.Join(root, "usr/sbin/ntpd"),
 		"-n", "-c", conf, "-p", filepath.Join(dir, "ntpd.pid"), "-l", filepath.Join(dir, "ntpd.log"))
 	Start(t, ns.Command(context.Background(), argv[0], argv[1:]...), "ntpd")
 	WaitNTP(t, ns, "127.0.0.1:123")
