@@ -73,15 +73,16 @@ func (n *Null) rateAt(mono time.Duration) time.Duration {
 func (n *Null) Adjtimex(tx *unix.Timex) (int, error) {
 	_, mono := n.base.Now()
 	if tx.Modes&unix.ADJ_OFFSET_SINGLESHOT != unix.ADJ_OFFSET_SINGLESHOT {
+		// Check first, as the kernel does: a rejected call changes nothing.
+		if tx.Modes&unix.ADJ_TICK != 0 && (tx.Tick < 9000 || tx.Tick > 11000) {
+			return 0, unix.EINVAL
+		}
 		// Fold the phase so far in before the rate changes.
 		n.ratePart, n.mono0 = n.rateAt(mono), mono
 		if tx.Modes&unix.ADJ_FREQUENCY != 0 {
 			n.tx.Freq = min(max(tx.Freq, -MaxFreqPPM*65536), MaxFreqPPM*65536)
 		}
 		if tx.Modes&unix.ADJ_TICK != 0 {
-			if tx.Tick < 9000 || tx.Tick > 11000 {
-				return 0, unix.EINVAL
-			}
 			n.tx.Tick = tx.Tick
 		}
 		if tx.Modes&unix.ADJ_STATUS != 0 {

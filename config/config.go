@@ -89,7 +89,9 @@ type Step struct {
 	// -1 allows them at any time. Default 3.
 	Limit int `toml:"limit"`
 	// Panic: an offset larger than this is never corrected; the daemon
-	// reports it and waits for an operator. 0 disables. Default 1000s.
+	// reports it and waits for an operator. The first correction after
+	// start is exempt (like ntpd -g), so that a host that boots with a
+	// wrong clock is set right. 0 disables. Default 1000s.
 	Panic Duration `toml:"panic"`
 	// SlewOnly never steps; every offset is slewed. Default false.
 	SlewOnly bool `toml:"slew_only"`

@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/ntptool/ntptool/clock"
@@ -15,14 +17,15 @@ import (
 )
 
 // Transport sends a request to source i (the index into Config.Sources).
-// Replies come back through Engine.Receive.
+// Replies come back through Engine.Receive. Send must not keep packet
+// after it returns: the engine reuses the buffer.
 type Transport interface {
 	Send(source int, packet []byte) error
 }
 
 // Options are the engine's inputs besides the configuration.
 type Options struct {
-	// Clock is the clock to discipline (unix, null or simulated kernel).
+	// Clock is the clock to discipline (a simulated kernel, clock.Null, and on a host the Linux kernel once the daemon lands).
 	Clock *clock.Clock
 	// Transport sends requests.
 	Transport Transport
@@ -77,6 +80,11 @@ type Engine struct {
 	leap     int // the leap second announced to the kernel
 	requests int
 	held     error
+	// The last combined estimate (u-axis), its time and how many
+	// truechimers made it, for Status and Drift.
+	est         ntpclient.Estimate
+	estU        float64
+	truechimers int
 
 	saveDrift     func(driftfile.Drift)
 	nextDriftSave time.Duration // monotonic
@@ -111,11 +119,16 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 	if wander <= 0 {
 		wander = 1e-9
 	}
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("seed the request cookies: %w", err)
+	}
+	rng := rand.New(rand.NewChaCha8(seed))
 	sigmaY := noDriftSigmaPPM * 1e-6
 	var now time.Duration
 	e.epoch, now = e.clk.Now()
 	if opt.Drift != nil {
-		sigmaY = math.Max(opt.Drift.SkewPPM, driftFloorPPM) * 1e-6
+		sigmaY = min(max(opt.Drift.SkewPPM, driftFloorPPM), noDriftSigmaPPM) * 1e-6
 		if opt.Drift.SkewPPM == 0 {
 			sigmaY = driftUnknownPPM * 1e-6
 		}
@@ -136,7 +149,7 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 		e.sources = append(e.sources, ntpclient.NewSource(ntpclient.SourceConfig{
 			Name: name, MinPoll: sc.MinPoll, MaxPoll: sc.MaxPoll, IBurst: sc.IBurst,
 			SigmaY0: sigmaY, Wander: wander,
-		}))
+		}, rng))
 	}
 	return e, nil
 }
@@ -213,8 +226,8 @@ func (e *Engine) Receive(i int, pkt []byte, rxReal time.Time, rxMono time.Durati
 	}
 	midReal := s.TxReal().Add(rxReal.Sub(s.TxReal()) / 2)
 	u, applied := e.u(midReal, mid)
-	if !s.AddSample(sample, u, sample.Offset-applied) {
-		e.log.Debug("outlier", "source", s.Name(), "offset_seconds", sample.Offset, "delay_seconds", sample.Delay)
+	if !s.AddSample(sample, u, sample.OffsetS-applied) {
+		e.log.Debug("outlier", "source", s.Name(), "offset_seconds", sample.OffsetS, "delay_seconds", sample.DelayS)
 		return
 	}
 	e.update()
@@ -229,16 +242,17 @@ func (e *Engine) update() {
 	var cands []ntpclient.Candidate
 	voters := 0
 	for _, s := range e.sources {
-		if s.Voting() {
-			voters++
+		if !s.Voting() {
+			continue
 		}
+		voters++
 		est, ok := s.Predict(u)
 		if !ok {
 			continue
 		}
 		live = append(live, s)
 		ests = append(ests, est)
-		cands = append(cands, ntpclient.Candidate{Offset: est.X, Bound: s.Distance() + 3*math.Sqrt(est.VarX)})
+		cands = append(cands, ntpclient.Candidate{OffsetS: est.X, BoundS: s.Distance() + 3*math.Sqrt(est.VarX)})
 	}
 	idx, err := ntpclient.Select(cands, voters)
 	if err != nil {
@@ -246,7 +260,12 @@ func (e *Engine) update() {
 		return
 	}
 	est := discipline.Combine(discipline.Combinable(ests, idx))
+	if !finite(est.X, est.VarX, est.Y, est.VarY) {
+		e.log.Error("estimate is not finite: clock not corrected", "offset_seconds", est.X)
+		return
+	}
 	offset := est.X + applied // the real clock's offset now (local − true)
+	e.est, e.estU, e.truechimers = est, u, len(idx)
 
 	action, err := e.policy.Decide(offset, e.updates)
 	if err != nil {
@@ -264,20 +283,20 @@ func (e *Engine) update() {
 		FreqPPM: freq,
 		Status: &clock.Status{
 			Synchronized: true,
-			EstError:     time.Duration(sigmaX * 1e9),
-			MaxError:     time.Duration((3*sigmaX + live[idx[0]].Distance()) * 1e9),
-			Leap:         e.leapVote(live, idx),
+			EstError:     clock.Seconds(sigmaX),
+			MaxError:     clock.Seconds(3*sigmaX + live[idx[0]].Distance()),
+			Leap:         e.leapVote(live, idx, real),
 		},
 	}
 	if action == discipline.Step {
-		if err := e.clk.Step(time.Duration(-offset*1e9), now); err != nil {
+		if err := e.clk.Step(clock.Seconds(-offset), now); err != nil {
 			e.log.Error("step", "err", err)
 			return
 		}
 		e.log.Info("clock stepped", "offset_seconds", offset)
 		_, now = e.clk.Now()
 	} else {
-		update.Slew = time.Duration(-offset * 1e9)
+		update.Slew = clock.Seconds(-offset)
 		update.MaxRatePPM, update.MinDuration = e.policy.MaxSlewPPM, minSlew
 	}
 	if _, err := e.clk.Apply(update, now); err != nil {
@@ -292,10 +311,13 @@ func (e *Engine) update() {
 	e.synced = true
 }
 
-// leapVote returns the leap second the majority of the truechimers
-// announce: +1 insert, -1 delete, 0 none. The kernel applies it at the
-// end of the UTC day (STA_INS/STA_DEL).
-func (e *Engine) leapVote(live []*ntpclient.Source, idx []int) int {
+// leapVote returns the leap second to hand to the kernel: +1 insert, -1
+// delete, 0 none. The majority of the truechimers must announce it, and
+// it is armed only on the last day of a month (UTC, at local time real):
+// the leap indicator warns of a leap at the end of the current month
+// (RFC 5905 section 7.3), servers announce it for days or weeks, and the
+// kernel applies STA_INS/STA_DEL at the end of the current day.
+func (e *Engine) leapVote(live []*ntpclient.Source, idx []int, real time.Time) int {
 	var ins, del int
 	for _, i := range idx {
 		switch live[i].Last().Leap {
@@ -316,5 +338,17 @@ func (e *Engine) leapVote(live []*ntpclient.Source, idx []int) int {
 		e.log.Info("leap second announcement", "leap", leap)
 		e.leap = leap
 	}
+	if utc := real.UTC(); utc.AddDate(0, 0, 1).Month() == utc.Month() {
+		return 0 // not the last day of the month yet
+	}
 	return leap
+}
+
+func finite(xs ...float64) bool {
+	for _, x := range xs {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -14,7 +14,8 @@ type Status struct {
 	// Synced is set once the clock has been corrected from a selection.
 	Synced bool
 	// OffsetS is the estimated offset of the clock now (local − true, s),
-	// before the correction in progress, and SigmaS its standard deviation.
+	// from the last combination of the truechimers, before the correction
+	// in progress; SigmaS is its standard deviation. Both 0 before one.
 	OffsetS, SigmaS float64
 	// FreqPPM is the frequency correction in force (without a slew).
 	FreqPPM float64
@@ -41,34 +42,32 @@ func (e *Engine) Status() Status {
 	}
 	real, now := e.clk.Now()
 	u, applied := e.u(real, now)
+	var polls int
 	var sum time.Duration
-	var sx, wx float64
 	for _, s := range e.sources {
-		sum += s.PollSum()
-		st.Sources = append(st.Sources, s.Status(u))
-		if est, ok := s.Peek(u); ok {
-			sx += 1 / est.VarX
-			wx += est.X / est.VarX
-		}
+		n, d := s.Polls()
+		polls += max(n-1, 0)
+		sum += d
+		st.Sources = append(st.Sources, s.Status(u, applied))
 	}
-	if sx > 0 {
-		st.OffsetS, st.SigmaS = wx/sx+applied, math.Sqrt(1/sx)
+	if e.truechimers > 0 {
+		// The last combined estimate of the truechimers, predicted to now.
+		h := u - e.estU
+		st.OffsetS = e.est.X + e.est.Y*h + applied
+		st.SigmaS = math.Sqrt(e.est.VarX + e.est.VarY*h*h)
 	}
-	if n := e.requests - len(e.sources); n > 0 {
-		st.MeanPoll = sum / time.Duration(n)
+	if polls > 0 {
+		st.MeanPoll = sum / time.Duration(polls)
 	}
 	return st
 }
 
 // Drift is the learned frequency correction, for the drift file, with
-// the error bound of the best source's frequency estimate.
+// the error bound of the last combined frequency estimate.
 func (e *Engine) Drift() driftfile.Drift {
-	skew := math.Inf(1)
-	for _, s := range e.sources {
-		skew = math.Min(skew, s.SigmaY()*1e6)
+	d := driftfile.Drift{CorrectionPPM: e.clk.FrequencyPPM()}
+	if e.truechimers > 0 {
+		d.SkewPPM = math.Min(math.Sqrt(e.est.VarY)*1e6, driftfile.MaxPPM)
 	}
-	if math.IsInf(skew, 1) {
-		skew = 0
-	}
-	return driftfile.Drift{CorrectionPPM: e.clk.FrequencyPPM(), SkewPPM: skew}
+	return d
 }

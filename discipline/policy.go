@@ -13,7 +13,9 @@ type Policy struct {
 	// StepLimit: steps are allowed during the first StepLimit clock
 	// updates only; -1 means always.
 	StepLimit int
-	// Panic: larger offsets are not corrected at all (0 disables).
+	// Panic: larger offsets are not corrected at all (0 disables), except
+	// at the first update, like ntpd -g: a host that starts with a wrong
+	// clock (no RTC) is set right once.
 	Panic time.Duration
 	// SlewOnly never steps.
 	SlewOnly bool
@@ -39,7 +41,7 @@ const (
 // update numbered update (0 for the first).
 func (p Policy) Decide(offset float64, update int) (Action, error) {
 	abs := time.Duration(math.Abs(offset) * 1e9)
-	if p.Panic > 0 && abs > p.Panic {
+	if p.Panic > 0 && abs > p.Panic && update > 0 {
 		return Hold, fmt.Errorf("offset %.3f s exceeds the panic threshold %v: not correcting; check the sources, or step the clock by hand", offset, p.Panic)
 	}
 	stepAllowed := !p.SlewOnly && p.StepThreshold > 0 && (p.StepLimit < 0 || update < p.StepLimit)

@@ -20,7 +20,8 @@ func TestDecide(t *testing.T) {
 		{"after the limit it slews", def, 10, 3, Slew},
 		{"limit -1 always steps", Policy{StepThreshold: time.Second, StepLimit: -1}, 10, 1000, Step},
 		{"slew only", Policy{StepThreshold: time.Second, StepLimit: -1, SlewOnly: true}, 10, 0, Slew},
-		{"panic holds", def, 2000, 0, Hold},
+		{"panic holds", def, 2000, 1, Hold},
+		{"the first update may step past panic (ntpd -g)", def, -1.5e9, 0, Step},
 		{"no panic guard", Policy{StepThreshold: time.Second, StepLimit: 3}, 2000, 0, Step},
 		{"threshold 0 never steps", Policy{StepLimit: -1}, 10, 0, Slew},
 	}

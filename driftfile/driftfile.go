@@ -77,8 +77,8 @@ func Parse(data []byte) (Drift, error) {
 	d := Drift{CorrectionPPM: nums[0]}
 	if len(nums) == 2 {
 		d = Drift{CorrectionPPM: -nums[0], SkewPPM: nums[1]}
-		if d.SkewPPM < 0 {
-			return Drift{}, fmt.Errorf("%w: negative skew %g ppm", ErrCorrupt, d.SkewPPM)
+		if d.SkewPPM < 0 || d.SkewPPM > MaxPPM {
+			return Drift{}, fmt.Errorf("%w: skew %g ppm outside [0, %g] ppm", ErrCorrupt, d.SkewPPM, MaxPPM)
 		}
 	}
 	if math.Abs(d.CorrectionPPM) > MaxPPM {

@@ -36,6 +36,7 @@ func TestParse(t *testing.T) {
 		{name: "out of range", in: "50000.1\n", wantErr: true},
 		{name: "chrony out of range", in: "-60000 0.1\n", wantErr: true},
 		{name: "chrony negative skew", in: "1 -0.1\n", wantErr: true},
+		{name: "chrony absurd skew", in: "0 1e16\n", wantErr: true},
 		{name: "NUL bytes", in: "\x00\x00\n", wantErr: true},
 	}
 	for _, tc := range tests {
@@ -118,7 +119,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if math.Abs(d.CorrectionPPM) > MaxPPM || d.SkewPPM < 0 {
+		if math.Abs(d.CorrectionPPM) > MaxPPM || d.SkewPPM < 0 || d.SkewPPM > MaxPPM {
 			t.Fatalf("Parse(%q) accepted out-of-range %+v", data, d)
 		}
 		path := filepath.Join(dir, "drift")

@@ -9,34 +9,35 @@ import (
 )
 
 // Request builds a client-mode (3) NTPv4 request whose transmit timestamp
-// is t1, the local time of sending: the reply must echo it as its origin.
-func Request(buf []byte, t1 time.Time) []byte {
+// is cookie (a random number, not the time: the server only echoes it):
+// the reply must carry it as its origin timestamp.
+func Request(buf []byte, cookie uint64) []byte {
 	buf = append(buf[:0], make([]byte, 48)...)
 	buf[0] = 4<<3 | 3
-	binary.BigEndian.PutUint64(buf[40:], uint64(ntpwire.FromTime(t1)))
+	binary.BigEndian.PutUint64(buf[40:], cookie)
 	return buf
 }
 
 // Sample is one completed exchange as the engine uses it. Offsets follow
-// the engine's convention: Offset > 0 means the local clock is ahead of the
-// server (the opposite sign of Response.Offset).
+// the engine's convention: OffsetS > 0 means the local clock is ahead of
+// the server (the opposite sign of Response.Offset).
 type Sample struct {
-	// Offset is local − server at the middle of the exchange, in seconds.
-	Offset float64
-	// Delay is the round-trip delay in seconds.
-	Delay float64
+	// OffsetS is local − server at the middle of the exchange, in seconds.
+	OffsetS float64
+	// DelayS is the round-trip delay in seconds.
+	DelayS float64
 	// Response carries the server's header fields.
 	Response *Response
 }
 
-// ParseReply checks a reply to a request sent at t1 and received at t4
-// (local clock readings) and returns the sample, or why it is unusable.
-func ParseReply(pkt []byte, t1, t4 time.Time) (Sample, error) {
+// ParseReply checks a reply to the request with transmit timestamp cookie,
+// sent at t1 and received at t4 (local clock readings), and returns the
+// sample, or why it is unusable.
+func ParseReply(pkt []byte, cookie uint64, t1, t4 time.Time) (Sample, error) {
 	if len(pkt) < 48 {
 		return Sample{}, fmt.Errorf("%w: %d bytes", ErrMalformed, len(pkt))
 	}
-	origin := ntpwire.Timestamp(binary.BigEndian.Uint64(pkt[24:]))
-	if origin != ntpwire.FromTime(t1) {
+	if binary.BigEndian.Uint64(pkt[24:]) != cookie {
 		return Sample{}, ErrOriginMismatch
 	}
 	rx := ntpwire.Timestamp(binary.BigEndian.Uint64(pkt[32:]))
@@ -65,5 +66,5 @@ func ParseReply(pkt []byte, t1, t4 time.Time) (Sample, error) {
 	if err := Validate(r); err != nil {
 		return Sample{Response: r}, err
 	}
-	return Sample{Offset: -theta.Seconds(), Delay: delay.Seconds(), Response: r}, nil
+	return Sample{OffsetS: -theta.Seconds(), DelayS: delay.Seconds(), Response: r}, nil
 }

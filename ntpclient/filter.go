@@ -12,8 +12,10 @@ import "math"
 // delay of each exchange bounds its error (|e| ≤ (delay − floor)/2), so
 // weighting each sample by its own variance uses all of them, and the
 // filter's gain follows the noise and the wander without a window to tune.
-// Corrections the daemon applies to the clock enter as known inputs
-// (Shift, AddFrequency), so no sample history needs rebasing.
+// The daemon's phase corrections do not enter at all (the engine feeds
+// the filter the clock as it would be without them) and its frequency
+// corrections enter as known inputs (AddFrequency), so no sample history
+// needs rebasing.
 type Filter struct {
 	X, Y float64       // state: phase (s), frequency (s/s)
 	P    [2][2]float64 // covariance
@@ -70,14 +72,8 @@ func (f *Filter) Update(z, r float64) {
 	f.Updates++
 }
 
-// Shift adds a known phase change (a step or slew applied to the clock).
-func (f *Filter) Shift(dx float64) { f.X += dx }
-
 // AddFrequency adds a known frequency change (s/s) applied to the clock.
 func (f *Filter) AddFrequency(dy float64) { f.Y += dy }
-
-// SigmaX and SigmaY are the standard deviations of the estimates.
-func (f *Filter) SigmaX() float64 { return math.Sqrt(math.Max(f.P[0][0], 0)) }
 
 // SigmaY is the standard deviation of the frequency estimate (s/s).
 func (f *Filter) SigmaY() float64 { return math.Sqrt(math.Max(f.P[1][1], 0)) }

@@ -2,11 +2,14 @@ package ntpclient
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
 	"net"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/ntptool/ntptool/ntpwire"
 )
 
 // replayConn is a net.Conn that answers the request with canned bytes,
@@ -93,24 +96,26 @@ func FuzzSplitHostPort(f *testing.F) {
 // accepts is a valid, synchronised server reply with a finite sample.
 func FuzzParseReply(f *testing.F) {
 	t1 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	req := Request(nil, t1)
+	const cookie = 0x0123456789abcdef
+	req := Request(nil, cookie)
 	valid := make([]byte, 48)
 	valid[0], valid[1] = 0x24, 2
 	copy(valid[24:32], req[40:48])
-	copy(valid[32:40], req[40:48])
-	copy(valid[40:48], req[40:48])
+	stamp := ntpwire.FromTime(t1)
+	binary.BigEndian.PutUint64(valid[32:], uint64(stamp))
+	binary.BigEndian.PutUint64(valid[40:], uint64(stamp))
 	f.Add(valid, int64(1e6))
 	f.Add(valid[:40], int64(0))
 	f.Add(append(valid, make([]byte, 100)...), int64(-5))
 	f.Fuzz(func(t *testing.T, pkt []byte, rttNS int64) {
-		s, err := ParseReply(pkt, t1, t1.Add(time.Duration(rttNS)))
+		s, err := ParseReply(pkt, cookie, t1, t1.Add(time.Duration(rttNS)))
 		if err != nil {
 			return
 		}
 		if verr := Validate(s.Response); verr != nil {
 			t.Fatalf("accepted a reply that Validate rejects: %v", verr)
 		}
-		if math.IsNaN(s.Offset) || math.IsInf(s.Offset, 0) || s.Delay < 0 {
+		if math.IsNaN(s.OffsetS) || math.IsInf(s.OffsetS, 0) || s.DelayS < 0 {
 			t.Fatalf("accepted a bad sample %+v", s)
 		}
 	})

@@ -219,7 +219,11 @@ func SplitHostPort(address string, defaultPort int) (host string, port int, err 
 	if address == "" {
 		return "", 0, errors.New("empty server address")
 	}
-	if ip, err := netip.ParseAddr(strings.Trim(address, "[]")); err == nil {
+	bare := address
+	if strings.HasPrefix(address, "[") && strings.HasSuffix(address, "]") {
+		bare = address[1 : len(address)-1]
+	}
+	if ip, err := netip.ParseAddr(bare); err == nil {
 		return ip.String(), defaultPort, nil
 	}
 	if !strings.Contains(address, ":") {

@@ -156,6 +156,8 @@ func TestSplitHostPort(t *testing.T) {
 		{in: "host:ntp", wantFail: true},
 		{in: ":123", wantFail: true},
 		{in: "[::1]:x", wantFail: true},
+		{in: "[::1", wantFail: true},
+		{in: "::1]", wantFail: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

@@ -1,21 +1,18 @@
 package ntpclient
 
 import (
-	"errors"
+	"fmt"
+	"math"
 	"sort"
 )
 
 // Candidate is one source's estimate for selection: its offset and the
-// half-width of its correctness interval [Offset−Bound, Offset+Bound]
+// half-width of its correctness interval [OffsetS−BoundS, OffsetS+BoundS]
 // (RFC 5905 section 11.2.1: root distance, here with the estimate's own
 // uncertainty added), in seconds.
 type Candidate struct {
-	Offset, Bound float64
+	OffsetS, BoundS float64
 }
-
-// ErrNoMajority means no point is inside the intervals of more than half
-// of the candidates: the sources disagree and none can be trusted.
-var ErrNoMajority = errors.New("no majority of sources agree")
 
 // Select returns the indices (ascending) of the truechimers: the candidates
 // whose intervals contain the point covered by the most intervals
@@ -28,13 +25,18 @@ func Select(cands []Candidate, voters int) ([]int, error) {
 	if len(cands) == 0 {
 		return nil, ErrNoMajority
 	}
+	for _, c := range cands {
+		if math.IsNaN(c.OffsetS) || math.IsInf(c.OffsetS, 0) || !(c.BoundS >= 0) || math.IsInf(c.BoundS, 0) {
+			return nil, fmt.Errorf("%w: an estimate is not finite", ErrNoMajority)
+		}
+	}
 	type edge struct {
 		at    float64
 		start bool
 	}
 	edges := make([]edge, 0, 2*len(cands))
 	for _, c := range cands {
-		edges = append(edges, edge{c.Offset - c.Bound, true}, edge{c.Offset + c.Bound, false})
+		edges = append(edges, edge{c.OffsetS - c.BoundS, true}, edge{c.OffsetS + c.BoundS, false})
 	}
 	// Starts before ends at the same point, so touching intervals overlap.
 	sort.Slice(edges, func(i, j int) bool {
@@ -55,12 +57,12 @@ func Select(cands []Candidate, voters int) ([]int, error) {
 			n--
 		}
 	}
-	if 2*best <= voters {
+	if 2*best <= voters || best == 0 {
 		return nil, ErrNoMajority
 	}
 	var idx []int
 	for i, c := range cands {
-		if c.Offset-c.Bound <= point && point <= c.Offset+c.Bound {
+		if c.OffsetS-c.BoundS <= point && point <= c.OffsetS+c.BoundS {
 			idx = append(idx, i)
 		}
 	}

@@ -3,6 +3,7 @@ package ntpclient
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"time"
 )
 
@@ -61,8 +62,8 @@ type SourceConfig struct {
 }
 
 // Source is the client's state for one server: the exchange in flight, the
-// reach register, the poll interval, and a Kalman filter (Filter) of the
-// local clock's phase and frequency against this server.
+// reach register, the poll interval, and a bank of Kalman filters (Bank) of
+// the local clock's phase and frequency against this server.
 //
 // Time on the filter's axis ("u") is the local clock without the
 // corrections the daemon applied, in seconds from an epoch; the caller
@@ -73,13 +74,19 @@ type Source struct {
 	reach       uint8
 	nextPoll    time.Duration // monotonic
 	outstanding bool
+	cookie      uint64        // transmit timestamp of the request in flight
+	valid       bool          // the last reply was usable
+	dead        error         // a KoD DENY/RSTR: the server wants no more requests
+	kodPoll     int           // a KoD RATE's floor for pollLog2
 	retryAt     time.Duration // monotonic; 0: no retry planned
 	stepped     bool          // the clock was stepped while a request was in flight
 	txReal      time.Time
 	txMono      time.Duration
 	buf         []byte
-	requests    int
-	pollSum     time.Duration
+	requests    int           // requests sent, retries included
+	polls       int           // scheduled polls (requests less retries)
+	pollMono    time.Duration // monotonic time of the last poll
+	pollSum     time.Duration // sum of the intervals between polls
 	last        *Response
 	filter      *Filter // the bank's best model
 	bank        *Bank
@@ -96,13 +103,15 @@ type Source struct {
 	nis      float64 // running mean of the normalised innovation squared
 	corr     float64 // running lag-1 correlation of normalised innovations
 	prevNorm float64
+	rng      *rand.Rand
 }
 
-// NewSource returns a source that polls once Start is called.
-func NewSource(cfg SourceConfig) *Source {
+// NewSource returns a source that polls once Start is called. rng draws
+// the requests' transmit timestamps (see Request).
+func NewSource(cfg SourceConfig, rng *rand.Rand) *Source {
 	return &Source{
 		cfg: cfg, pollLog2: cfg.MinPoll, nextPoll: math.MaxInt64,
-		rScale: 1, nis: 1,
+		rScale: 1, nis: 1, rng: rng,
 	}
 }
 
@@ -113,19 +122,20 @@ func (s *Source) Start(now time.Duration) { s.nextPoll = now }
 func (s *Source) Name() string { return s.cfg.Name }
 
 // NextPoll is the monotonic time of the next request (a retry of a lost
-// one, or the next poll).
+// one, or the next poll); never for a source that sent a KoD DENY or RSTR.
 func (s *Source) NextPoll() time.Duration {
+	if s.dead != nil {
+		return math.MaxInt64
+	}
 	if s.outstanding && s.retryAt != 0 {
 		return min(s.nextPoll, s.retryAt)
 	}
 	return s.nextPoll
 }
 
-// Requests counts the requests sent.
-func (s *Source) Requests() int { return s.requests }
-
-// PollSum is the sum of the intervals between requests.
-func (s *Source) PollSum() time.Duration { return s.pollSum }
+// Polls counts the scheduled polls (requests less retries), and PollSum
+// sums the intervals between them.
+func (s *Source) Polls() (int, time.Duration) { return s.polls, s.pollSum }
 
 // Last is the last valid reply, nil before one.
 func (s *Source) Last() *Response { return s.last }
@@ -135,17 +145,24 @@ func (s *Source) Last() *Response { return s.last }
 // still in flight counts as lost. A request lost at a long poll interval
 // is retried once, retryAfter later, so that a lossy path does not leave
 // the clock unmeasured for several polls (about one packet more per lost
-// one).
+// one). The packet's transmit timestamp is random, as beevik/ntp's is: the
+// origin check then stops off-path spoofers, and the request does not
+// reveal the local time; the local send time is kept here.
 func (s *Source) Request(real time.Time, mono time.Duration) []byte {
 	retry := s.outstanding && s.retryAt != 0 && mono >= s.retryAt && mono < s.nextPoll
 	if s.outstanding {
 		s.reach <<= 1
 	}
-	if s.requests > 0 && !retry {
-		s.pollSum += mono - s.txMono
+	if s.polls > 0 && !retry {
+		s.pollSum += mono - s.pollMono
+	}
+	if !retry {
+		s.polls++
+		s.pollMono = mono
 	}
 	s.txReal, s.txMono, s.outstanding, s.stepped = real, mono, true, false
-	s.buf = Request(s.buf, real)
+	s.cookie = s.rng.Uint64() | 1 // never the "unknown" zero
+	s.buf = Request(s.buf, s.cookie)
 	s.requests++
 	s.retryAt = 0
 	if retry {
@@ -162,28 +179,21 @@ func (s *Source) Request(real time.Time, mono time.Duration) []byte {
 	return s.buf
 }
 
-// Reasons Reply gives for not using a packet.
-var (
-	// ErrNotOurs: the packet does not answer the request in flight (a
-	// duplicate, a late or spoofed reply); it is ignored, and the
-	// exchange stays open.
-	ErrNotOurs = errors.New("not a reply to the request in flight")
-	// ErrStepped: the clock was stepped during the exchange, so its
-	// timestamps do not measure anything.
-	ErrStepped = errors.New("the clock was stepped during the exchange")
-	// ErrDelay: the round trip took longer than 3 s.
-	ErrDelay = errors.New("round-trip delay over 3 s")
-)
-
 // Stepped tells the source the clock was stepped: an exchange in flight
 // is void.
 func (s *Source) Stepped() { s.stepped = s.outstanding }
 
-// Voting reports whether the source takes part in the majority: it has
-// answered, or its first exchanges are still under way. A source that
-// never answered is left out, so that it cannot block the others.
+// Voting reports whether the source takes part in the majority: its last
+// reply was usable and it still answers, or its first exchange is still
+// under way. A source that never answers, stopped answering, answers
+// unsynchronised or sent a KoD is left out, so that it cannot block the
+// others (nor join every clique with an interval widened by age).
 func (s *Source) Voting() bool {
-	return s.filter != nil || s.reach != 0 || s.requests <= 1
+	if s.dead != nil {
+		return false
+	}
+	firstUnderWay := s.requests == 0 || s.requests == 1 && s.outstanding
+	return s.filter != nil && s.valid && s.reach != 0 || s.filter == nil && firstUnderWay
 }
 
 // Reply checks a packet received at rxReal (the kernel's receive
@@ -194,7 +204,7 @@ func (s *Source) Reply(pkt []byte, rxReal time.Time, rxMono time.Duration) (Samp
 	if !s.outstanding {
 		return Sample{}, 0, ErrNotOurs
 	}
-	sample, err := ParseReply(pkt, s.txReal, rxReal)
+	sample, err := ParseReply(pkt, s.cookie, s.txReal, rxReal)
 	if errors.Is(err, ErrOriginMismatch) || errors.Is(err, ErrMalformed) {
 		return Sample{}, 0, ErrNotOurs
 	}
@@ -204,12 +214,21 @@ func (s *Source) Reply(pkt []byte, rxReal time.Time, rxMono time.Duration) (Samp
 	case err != nil:
 	case s.stepped:
 		err = ErrStepped
-	case sample.Delay > maxDelay:
+	case sample.DelayS > maxDelay:
 		err = ErrDelay
 	}
+	s.valid = err == nil
 	var kod *KissError
-	if errors.As(err, &kod) && kod.Code == "RATE" && s.pollLog2 < s.cfg.MaxPoll {
-		s.pollLog2++
+	if errors.As(err, &kod) {
+		switch kod.Code {
+		case "RATE":
+			// Slow down, and stay slower (RFC 5905 section 7.4).
+			s.kodPoll = min(max(s.kodPoll, s.pollLog2)+1, s.cfg.MaxPoll)
+			s.pollLog2 = max(s.pollLog2, s.kodPoll)
+		case "DENY", "RSTR":
+			// The server wants no more requests from us.
+			s.dead = err
+		}
 	}
 	if err != nil {
 		return sample, 0, err
@@ -262,15 +281,15 @@ func (s *Source) Distance() float64 {
 // in, the mean excess is assumed to be half the lowest delay (priorWeight
 // pseudo-samples), so that two alike early samples are not taken as exact.
 func (s *Source) AddSample(sample Sample, u, z float64) bool {
-	if s.samples == 0 || sample.Delay < s.floor {
+	if s.samples == 0 || sample.DelayS < s.floor {
 		if s.samples > 0 {
 			// Excesses were measured from the old floor: rebase them.
-			s.meanExcess += s.floor - sample.Delay
+			s.meanExcess += s.floor - sample.DelayS
 		}
-		s.floor = sample.Delay
+		s.floor = sample.DelayS
 	}
 	s.samples++
-	excess := sample.Delay - s.floor
+	excess := sample.DelayS - s.floor
 	n := float64(min(s.samples, 64))
 	s.meanExcess += (excess - s.meanExcess) / n
 	scale := (n*s.meanExcess + priorWeight*s.floor/2) / (n + priorWeight)
@@ -279,14 +298,13 @@ func (s *Source) AddSample(sample Sample, u, z float64) bool {
 	s.meanR += (r - s.meanR) / n
 	if s.filter == nil {
 		// The first sample fixes the phase; its error is within delay/2.
-		s.bank = NewBank(z, sample.Delay/2+q0, 0, s.cfg.SigmaY0, wanderModels(s.cfg.Wander))
+		s.bank = NewBank(z, sample.DelayS/2+q0, 0, s.cfg.SigmaY0, wanderModels(s.cfg.Wander))
 		s.filter = s.bank.Best()
 		s.lastU = u
 		s.last = sample.Response
 		return true
 	}
-	s.bank.Predict(u - s.lastU)
-	s.lastU = u
+	s.advance(u)
 	nu, sv := s.filter.Innovation(z, r)
 	switch outlier := nu*nu > gate*gate*sv; {
 	case !outlier || s.filter.Updates < 2:
@@ -305,7 +323,7 @@ func (s *Source) AddSample(sample Sample, u, z float64) bool {
 		// was too sure of itself. Forget, take this sample, and listen
 		// again at the fastest rate.
 		s.bank.each(func(f *Filter) { f.Inflate(nu * nu / sv) })
-		s.pollLog2 = s.cfg.MinPoll
+		s.pollLog2 = max(s.cfg.MinPoll, s.kodPoll)
 		s.sinceChange = 0
 	}
 	s.rejected = 0
@@ -372,9 +390,18 @@ func (s *Source) Predict(u float64) (est Estimate, ok bool) {
 	if s.filter == nil {
 		return Estimate{}, false
 	}
-	s.bank.Predict(u - s.lastU)
-	s.lastU = u
+	s.advance(u)
 	return s.estimate(s.filter), true
+}
+
+// advance predicts the filters forward to u; never backwards (a reply from
+// the middle of an exchange may be older than the last prediction, by less
+// than a round trip).
+func (s *Source) advance(u float64) {
+	if h := u - s.lastU; h > 0 {
+		s.bank.Predict(h)
+		s.lastU = u
+	}
 }
 
 // Peek is Predict without changing the state, for status reports.
@@ -383,7 +410,7 @@ func (s *Source) Peek(u float64) (est Estimate, ok bool) {
 		return Estimate{}, false
 	}
 	f := *s.filter
-	f.Predict(u - s.lastU)
+	f.Predict(max(u-s.lastU, 0))
 	return s.estimate(&f), true
 }
 
@@ -422,7 +449,7 @@ func (s *Source) AdaptPoll() {
 	s.sinceChange++
 	f := s.filter
 	if f == nil || f.Updates < 4 {
-		s.pollLog2 = s.cfg.MinPoll
+		s.pollLog2 = max(s.cfg.MinPoll, s.kodPoll)
 		return
 	}
 	q := f.WanderSq
@@ -437,6 +464,7 @@ func (s *Source) AdaptPoll() {
 			want = p
 		}
 	}
+	want = max(want, s.kodPoll)
 	switch {
 	case want > s.pollLog2 && s.sinceChange >= 2:
 		s.pollLog2++
@@ -455,8 +483,9 @@ type SourceStatus struct {
 	Reach uint8
 	// PollLog2 is the current poll interval, log2 seconds.
 	PollLog2 int
-	// OffsetS is the estimated offset of the uncorrected clock against
-	// this source, and SigmaS its standard deviation; 0 before a sample.
+	// OffsetS is the estimated offset of the clock against this source
+	// (local − source, s), and SigmaS its standard deviation; 0 before a
+	// sample.
 	OffsetS, SigmaS float64
 	// FloorDelayS is the lowest round-trip delay seen.
 	FloorDelayS float64
@@ -465,14 +494,15 @@ type SourceStatus struct {
 }
 
 // Status reports the source's state with its estimate predicted to filter
-// time u.
-func (s *Source) Status(u float64) SourceStatus {
+// time u; applied is the phase the daemon applied to the clock by then, to
+// report the offset of the real clock.
+func (s *Source) Status(u, applied float64) SourceStatus {
 	st := SourceStatus{Name: s.cfg.Name, Reach: s.reach, PollLog2: s.pollLog2, FloorDelayS: s.floor}
 	if s.last != nil {
 		st.Stratum = s.last.Stratum
 	}
 	if est, ok := s.Peek(u); ok {
-		st.OffsetS, st.SigmaS = est.X, math.Sqrt(est.VarX)
+		st.OffsetS, st.SigmaS = est.X+applied, math.Sqrt(est.VarX)
 	}
 	return st
 }

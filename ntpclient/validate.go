@@ -32,6 +32,18 @@ var (
 	ErrTimeout = errors.New("no reply (timeout)")
 	// ErrMalformed: the reply cannot be decoded.
 	ErrMalformed = errors.New("malformed reply")
+	// ErrNotOurs: the packet does not answer the request in flight (a
+	// duplicate, a late or spoofed reply); it is ignored, and the
+	// exchange stays open.
+	ErrNotOurs = errors.New("not a reply to the request in flight")
+	// ErrStepped: the clock was stepped during the exchange, so its
+	// timestamps do not measure anything.
+	ErrStepped = errors.New("the clock was stepped during the exchange")
+	// ErrDelay: the round trip took longer than 3 s.
+	ErrDelay = errors.New("round-trip delay over 3 s")
+	// ErrNoMajority means no point is inside the intervals of more than
+	// half of the sources: they disagree and none can be trusted.
+	ErrNoMajority = errors.New("no majority of sources agree")
 	// ErrRefused: the host answered that nothing listens on that port.
 	ErrRefused = errors.New("connection refused (no NTP server on that port)")
 )

@@ -23,12 +23,9 @@ const unixToNTP = 2208988800
 // dropped, as on the wire (RFC 5905 §6).
 func FromUnix(sec int64, nsec int64) Timestamp {
 	s := uint64(sec+unixToNTP) & 0xffffffff
-	// Round to the nearest 2^-32 s; nsec < 1e9 so this cannot carry over
-	// into the seconds except at nsec = 1e9-0.1ns, which rounding keeps.
+	// Round to the nearest 2^-32 s, at most (2^32·(1e9−1) + 5e8)/1e9 <
+	// 2^32: it never carries into the seconds.
 	f := (uint64(nsec)<<32 + 500000000) / 1000000000
-	if f > 0xffffffff {
-		f = 0xffffffff
-	}
 	return Timestamp(s<<32 | f)
 }
 

@@ -17,7 +17,10 @@ const (
 	nagiosUnknown  = 3
 )
 
-var nagiosState = [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}
+// nagiosState names a Nagios exit code.
+func nagiosState(code int) string {
+	return [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}[code]
+}
 
 func newCheckCmd() *cobra.Command {
 	var flags queryFlags
@@ -119,7 +122,7 @@ func checkVerdict(results []ntpclient.Result, warn, crit time.Duration) (int, st
 	valid := len(results) - len(reasons)
 	return code, fmt.Sprintf("NTP %s: offset %+.6f s from %s (stratum %d), %d of %d server address(es) valid"+
 		"|offset=%.6fs;%.6f;%.6f; delay=%.6fs root_distance=%.6fs stratum=%d valid=%d servers=%d",
-		nagiosState[code], resp.Offset.Seconds(), best.Server, resp.Stratum, valid, len(results),
+		nagiosState(code), resp.Offset.Seconds(), best.Server, resp.Stratum, valid, len(results),
 		resp.Offset.Seconds(), warn.Seconds(), crit.Seconds(), resp.Delay.Seconds(), resp.RootDistance.Seconds(),
 		resp.Stratum, valid, len(results))
 }

@@ -1,5 +1,7 @@
 // Command ntptool is a time-synchronisation toolkit: an offset checker
-// (query, check), an NTP server (serve) and, later, a clock-disciplining daemon.
+// (query, check), an NTP server (serve), configuration checks and imports
+// (config), and the synchronisation engine in a simulator (sim); the
+// clock-disciplining daemon (run) comes next.
 package main
 
 import (

@@ -43,16 +43,19 @@ func usageError(format string, args ...any) error {
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "ntptool",
-		Short: "Time synchronisation toolkit: query NTP servers, serve time, discipline the clock",
+		Short: "Time synchronisation toolkit: query NTP servers, serve time, simulate the clock discipline",
 		Long: `ntptool checks clock offsets against NTP servers (query, check), serves NTP
-to a LAN (serve) and disciplines the Linux clock (run).
+to a LAN (serve), checks and imports configurations (config), and runs its
+clock-disciplining engine against a simulated clock and network (sim). The
+daemon that disciplines this host's clock (run) is the next step.
 
 Examples:
   ntptool query pool.ntp.org            # like ntpdate -q / sntp / chronyd -Q
   ntptool check --warn 100ms --crit 1s time1 time2   # Nagios/Icinga plugin
   ntptool serve --listen 127.0.0.1:11123 --local-stratum 2
   ntptool config check /etc/ntptool.toml
-  ntptool config import /etc/chrony/chrony.conf > /etc/ntptool.toml`,
+  ntptool config import /etc/chrony/chrony.conf > /etc/ntptool.toml
+  ntptool sim bench/sim/A1.toml`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,25 +51,26 @@ freq (fraction: 1e-4 = +100 ppm), wander, drift (drift-file content);
 					return usageError("--seeds: %v", err)
 				}
 			}
+			var results []sim.SeedResult
 			if tracePath != "" {
-				f, err := os.Create(tracePath)
+				// The first seed runs here, with its trace, and is not run
+				// again below.
+				m, err := runTraced(sc, first, tracePath)
 				if err != nil {
 					return err
 				}
-				_, err = sc.Run(first, f)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
-				if err != nil {
-					return err
-				}
+				results = append(results, sim.SeedResult{Seed: first, Metrics: m})
+				first++
 			}
-			results := sc.RunSeeds(first, last)
+			if first <= last {
+				results = append(results, sc.RunSeeds(first, last)...)
+			}
 			for _, r := range results {
 				if r.Err != nil {
 					return fmt.Errorf("seed %d: %w", r.Seed, r.Err)
 				}
 			}
+			first = results[0].Seed
 			sum := sim.Summarize(results)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -86,6 +88,26 @@ freq (fraction: 1e-4 = +100 ppm), wander, drift (drift-file content);
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: per-seed results and median/min/max objects")
 	cmd.Flags().StringVar(&tracePath, "trace", "", "write the first seed's per-second trace to FILE")
 	return cmd
+}
+
+// runTraced runs one seed with its per-second trace written to path.
+func runTraced(sc *sim.Scenario, seed int, path string) (sim.Metrics, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return sim.Metrics{}, err
+	}
+	w := bufio.NewWriter(f)
+	m, err := sc.Run(seed, w)
+	if ferr := w.Flush(); err == nil {
+		err = ferr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return sim.Metrics{}, fmt.Errorf("trace %s: %w", path, err)
+	}
+	return m, nil
 }
 
 func parseSeeds(s string) (first, last int, err error) {

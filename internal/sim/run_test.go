@@ -17,6 +17,11 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"bad client config", "[[servers]]\noffset = 0\n[client]\nconfig = '''\n[[source]]\nserver = \"s1\"\nminpoll = 99\n'''\n", "minpoll"},
 		{"frequency out of range", "[clock]\nfreq = 0.5\n" + base, "invalid simulation config"},
 		{"duration", "duration = -1\n" + base, "duration"},
+		{"NaN duration", "duration = nan\n" + base, "duration = NaN"},
+		{"huge offset", "[clock]\noffset = 1e12\n" + base, "clock.offset"},
+		{"NaN server offset", "[[servers]]\noffset = nan\n" + base, "servers[0].offset"},
+		{"huge base delay", "[network]\nbase_delay = 1e300\n" + base, "network.base_delay"},
+		{"server jitter", "[[servers]]\noffset = 0\njitter = -1\n" + base, "servers[0].jitter"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

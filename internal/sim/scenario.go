@@ -45,9 +45,11 @@ type Scenario struct {
 	Client struct {
 		Config string `toml:"config"`
 	} `toml:"client"`
-	// Leap puts a UTC leap second in the run; it has no key in the file
-	// (tests set it).
-	Leap *LeapSecond `toml:"-"`
+	// Leap puts a UTC leap second in the run, and Epoch sets the true UTC
+	// time at T = 0 (default DefaultEpochUnix); they have no keys in the
+	// file (tests set them).
+	Leap  *LeapSecond `toml:"-"`
+	Epoch time.Time   `toml:"-"`
 	// SaveDrift receives the engine's hourly drift-file saves (tests set
 	// it; it has no key in the file).
 	SaveDrift func(driftfile.Drift) `toml:"-"`
@@ -99,13 +101,40 @@ func (sc *Scenario) check(name string) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %w: %s", name, ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
+	// Every number must be finite and sensible before it becomes a
+	// duration (no wrap-around, no NaN that differs by architecture).
+	type bound struct {
+		key       string
+		v, lo, hi float64
+	}
+	ranges := []bound{
+		{"duration", sc.Duration, 1, 1e7},
+		{"clock.offset", sc.Clock.Offset, -1e6, 1e6},
+		{"clock.freq", sc.Clock.Freq, -0.1, 0.1},
+		{"clock.wander", sc.Clock.Wander, 0, 1e-4},
+		{"network.base_delay", sc.Network.BaseDelay, 0, 10},
+		{"network.jitter", sc.Network.Jitter, 0, 10},
+		{"network.jitter_asymmetry", sc.Network.JitterAsymmetry, 0, 0.4999},
+		{"network.loss", sc.Network.Loss, 0, 1},
+	}
+	for i, srv := range sc.Servers {
+		ranges = append(ranges, bound{fmt.Sprintf("servers[%d].offset (s%d)", i, i+1), srv.Offset, -1e6, 1e6})
+		for key, p := range map[string]*float64{"base_delay": srv.BaseDelay, "jitter": srv.Jitter} {
+			if p != nil {
+				ranges = append(ranges, bound{fmt.Sprintf("servers[%d].%s (s%d)", i, key, i+1), *p, 0, 10})
+			}
+		}
+	}
+	for _, r := range ranges {
+		if !(r.v >= r.lo && r.v <= r.hi) { // also false for NaN
+			return bad("%s = %g: want a number in [%g, %g]", r.key, r.v, r.lo, r.hi)
+		}
+	}
 	switch {
 	case len(sc.Seeds) != 2 || sc.Seeds[0] < 0 || sc.Seeds[1] < sc.Seeds[0] || sc.Seeds[1] > math.MaxInt32:
 		return bad("seeds must be [first, last] with 0 <= first <= last < 2^31")
 	case sc.Seeds[1]-sc.Seeds[0] >= maxSeeds:
 		return bad("at most %d seeds", maxSeeds)
-	case sc.Duration <= 0 || sc.Duration > 1e7:
-		return bad("duration must be in (0, 1e7] seconds")
 	case len(sc.Servers) == 0:
 		return bad("no [[servers]]")
 	}
@@ -165,6 +194,7 @@ func (sc *Scenario) config(seed int) Config {
 	cfg := Config{
 		Seed: uint32(seed),
 		Clock: ClockConfig{
+			Epoch:         sc.Epoch,
 			InitialOffset: durationS(sc.Clock.Offset),
 			F0:            sc.Clock.Freq,
 			Wander:        sc.Clock.Wander,

@@ -119,10 +119,10 @@ func New(cfg Config) (*Sim, error) {
 	for i, sc := range cfg.Servers {
 		l, err := NewLink(sc.Link, noise.Links[i])
 		if err != nil {
-			return nil, fmt.Errorf("server %d: %w", i, err)
+			return nil, fmt.Errorf("server s%d: %w", i+1, err)
 		}
 		if sc.Leap > 3 {
-			return nil, fmt.Errorf("server %d: %w: leap indicator %d", i, ErrInvalidConfig, sc.Leap)
+			return nil, fmt.Errorf("server s%d: %w: leap indicator %d", i+1, ErrInvalidConfig, sc.Leap)
 		}
 		s.links = append(s.links, l)
 	}
