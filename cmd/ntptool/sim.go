@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -121,8 +122,8 @@ func parseSeeds(s string) (first, last int, err error) {
 			return 0, 0, fmt.Errorf("%q: want N or FIRST-LAST", s)
 		}
 	}
-	if first < 0 || last < first || last-first >= 10000 {
-		return 0, 0, fmt.Errorf("%q: want 0 <= FIRST <= LAST, at most 10000 seeds", s)
+	if first < 0 || last < first || last > math.MaxInt32 || last-first >= 10000 {
+		return 0, 0, fmt.Errorf("%q: want 0 <= FIRST <= LAST < 2^31, at most 10000 seeds", s)
 	}
 	return first, last, nil
 }

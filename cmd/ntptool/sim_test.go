@@ -90,3 +90,16 @@ func TestSimUsage(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseSeeds: never panics; accepted ranges are sane and bounded.
+func FuzzParseSeeds(f *testing.F) {
+	for _, s := range []string{"1", "1-20", "5-1", "-1", "1-", "x", "0-9999", "9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		first, last, err := parseSeeds(s)
+		if err == nil && (first < 0 || last < first || last-first >= 10000) {
+			t.Fatalf("parseSeeds(%q) = %d, %d", s, first, last)
+		}
+	})
+}
