@@ -21,6 +21,11 @@ func (sc *Scenario) Run(seed int, trace io.Writer) (Metrics, error) {
 
 // RunStatus is Run that also returns the engine's status at the end.
 func (sc *Scenario) RunStatus(seed int, trace io.Writer) (Metrics, daemon.Status, error) {
+	return sc.run(seed, trace, nil)
+}
+
+// run runs one seed; inspect, when not nil, sees the simulation at the end.
+func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics, daemon.Status, error) {
 	s, err := New(sc.config(seed))
 	if err != nil {
 		return Metrics{}, daemon.Status{}, err
@@ -84,6 +89,9 @@ func (sc *Scenario) RunStatus(seed int, trace io.Writer) (Metrics, daemon.Status
 	e.Start()
 	rearm()
 	s.RunUntil(time.Duration(sc.Duration * 1e9))
+	if inspect != nil {
+		inspect(s)
+	}
 	return s.Metrics(), e.Status(), nil
 }
 

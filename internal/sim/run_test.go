@@ -3,6 +3,8 @@ package sim
 import (
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseScenarioErrors(t *testing.T) {
@@ -30,5 +32,45 @@ func TestParseScenarioErrors(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Once synchronised, the engine hands the kernel an honest status: every
+// adjtimex caller sees TIME_OK, STA_UNSYNC is clear, and the estimated
+// error is what the filter believes (tens of µs here), while the kernel's
+// maximum error grows from the last update as Linux makes it.
+func TestKernelStatusOnceSynchronised(t *testing.T) {
+	sc, err := LoadScenario("../../bench/sim/A1.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []float64{30, 3000} {
+		sc.Duration = d
+		var tx unix.Timex
+		var state int
+		_, st, err := sc.run(1, nil, func(s *Sim) {
+			var err error
+			if state, err = s.Client().Adjtimex(&tx); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Synchronised from the first update on (t = 0): the offset is
+		// removed then, and maxerror, growing 500 µs/s in the kernel, stays
+		// above the drift of a frequency not yet learnt.
+		if !st.Synced {
+			t.Fatalf("at %v s the engine is not synchronised", d)
+		}
+		if state != unix.TIME_OK || tx.Status&unix.STA_UNSYNC != 0 {
+			t.Errorf("at %v s adjtimex returns state %d, status %#x; want TIME_OK, STA_UNSYNC clear", d, state, tx.Status)
+		}
+		if tx.Esterror <= 0 || tx.Esterror > 200 {
+			t.Errorf("esterror %d µs, want (0, 200]", tx.Esterror)
+		}
+		if tx.Maxerror < tx.Esterror || tx.Maxerror > 600_000 {
+			t.Errorf("maxerror %d µs, want between esterror and 0.6 s (one long poll of growth)", tx.Maxerror)
+		}
 	}
 }
