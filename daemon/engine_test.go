@@ -435,7 +435,6 @@ func TestEngineScenarios(t *testing.T) {
 		{
 			name: "combining/1 good + 2 noisy servers no worse than the good one",
 			run:  run{file: "mixedjitter.toml", seeds: [2]int{1, 20}, duration: 8000},
-			skip: "engine: in 1 seed of 20 (10) the two 1 ms-jitter servers still pull the combination (RMS 1.55 x the good server alone): their filters' variances are judged too small now and then; see NOTES",
 			check: func(t *testing.T, r *result) {
 				one := rs.get(t, base8k20)
 				for i, s := range r.seeds {

@@ -35,6 +35,8 @@ const (
 	// driftPerPoll bounds how far the frequency's uncertainty may carry
 	// the phase over one poll interval (s).
 	driftPerPoll = 100e-6
+	// asymGain is the step of the asymmetry's least-mean-squares fit.
+	asymGain = 0.02
 	// minSamples is how many polls the filter's averaging window (2τ)
 	// must span at the chosen poll interval.
 	minSamples = 8
@@ -103,6 +105,7 @@ type Source struct {
 	nis      float64 // running mean of the normalised innovation squared
 	corr     float64 // running lag-1 correlation of normalised innovations
 	prevNorm float64
+	alpha    float64 // path asymmetry: error per second of excess delay
 	rng      *rand.Rand
 }
 
@@ -305,6 +308,9 @@ func (s *Source) AddSample(sample Sample, u, z float64) bool {
 		return true
 	}
 	s.advance(u)
+	// Path asymmetry makes a sample's error grow with its excess delay:
+	// correct it to what the fastest exchange would have measured.
+	z -= s.alpha * excess
 	nu, sv := s.filter.Innovation(z, r)
 	switch outlier := nu*nu > gate*gate*sv; {
 	case !outlier || s.filter.Updates < 2:
@@ -330,8 +336,24 @@ func (s *Source) AddSample(sample Sample, u, z float64) bool {
 	s.bank.Update(z, r)
 	s.filter = s.bank.Best()
 	s.learnNoise(nu, sv)
+	s.learnAsymmetry(nu, excess)
 	s.last = sample.Response
 	return true
+}
+
+// learnAsymmetry follows the slope of the innovations against the excess
+// delay (least mean squares): with one direction of the path noisier than
+// the other, E[error | excess] ≈ α·excess, α in [−½, ½] (chrony estimates
+// the same slope by regression). The slope is learnt slowly and only
+// once the filter has settled, so that on a symmetric path it stays near
+// zero.
+func (s *Source) learnAsymmetry(nu, excess float64) {
+	if s.filter.Updates < learning {
+		return
+	}
+	scale := math.Max(s.meanExcess, q0)
+	s.alpha += asymGain * nu * excess / (excess*excess + scale*scale)
+	s.alpha = math.Max(-0.5, math.Min(0.5, s.alpha))
 }
 
 // Bounds of what learnNoise may conclude.
