@@ -335,34 +335,21 @@ func TestEngineScenarios(t *testing.T) {
 		check func(t *testing.T, r *result)
 	}{
 		// Falsetickers. The clock must follow the majority: the good
-		// servers alone give about 15-20 µs RMS here, so 100 µs RMS and a
-		// window maximum of 1 ms are far from them and far below 50 ms.
+		// servers alone give about 15-20 µs RMS here (synchronisedWell).
 		{
-			name: "falseticker/3 servers, one at +50 ms",
-			run:  run{file: "false3.toml", seeds: [2]int{1, 3}, duration: 12000},
-			check: func(t *testing.T, r *result) {
-				settledBy(t, r, 200)
-				medianRMSBelow(t, r, 100e-6)
-				windowMaxBelow(t, r, syncS)
-			},
+			name:  "falseticker/3 servers, one at +50 ms",
+			run:   run{file: "false3.toml", seeds: [2]int{1, 3}, duration: 12000},
+			check: synchronisedWell,
 		},
 		{
-			name: "falseticker/4 servers, one at +50 ms",
-			run:  run{file: "false4.toml", seeds: [2]int{1, 3}, duration: 12000},
-			check: func(t *testing.T, r *result) {
-				settledBy(t, r, 200)
-				medianRMSBelow(t, r, 100e-6)
-				windowMaxBelow(t, r, syncS)
-			},
+			name:  "falseticker/4 servers, one at +50 ms",
+			run:   run{file: "false4.toml", seeds: [2]int{1, 3}, duration: 12000},
+			check: synchronisedWell,
 		},
 		{
-			name: "falseticker/5 servers, two disagreeing at +50 and -30 ms",
-			run:  run{file: "false5.toml", seeds: [2]int{1, 3}, duration: 12000},
-			check: func(t *testing.T, r *result) {
-				settledBy(t, r, 200)
-				medianRMSBelow(t, r, 100e-6)
-				windowMaxBelow(t, r, syncS)
-			},
+			name:  "falseticker/5 servers, two disagreeing at +50 and -30 ms",
+			run:   run{file: "false5.toml", seeds: [2]int{1, 3}, duration: 12000},
+			check: synchronisedWell,
 		},
 		// The clock starts right, so any excursion is the engine's doing:
 		// at no time may it move towards the falseticker (1 ms is 50 times
@@ -493,13 +480,9 @@ func TestEngineScenarios(t *testing.T) {
 		// Wander ten times A1's. The filter's RMS at a fixed poll grows as
 		// w^(1/4) (1.8 x); 100 µs allows the poll to stay where it is.
 		{
-			name: "wander/1e-8 stays synchronised",
-			run:  run{file: "wander1e8.toml", seeds: seeds4, duration: 20000},
-			check: func(t *testing.T, r *result) {
-				settledBy(t, r, 200)
-				medianRMSBelow(t, r, 100e-6)
-				windowMaxBelow(t, r, syncS)
-			},
+			name:  "wander/1e-8 stays synchronised",
+			run:   run{file: "wander1e8.toml", seeds: seeds4, duration: 20000},
+			check: synchronisedWell,
 		},
 		// The filter's time constant (σ²P/w²)^(1/4) shrinks with the
 		// wander, so the poll interval must too (chrony's does).
@@ -673,4 +656,14 @@ func TestTraceStats(t *testing.T) {
 	case tr.nWin != 2, !near(tr.meanWin(), 10.0001), !near(tr.rmsRefWin(), 100e-6):
 		t.Errorf("window n %d mean %g rms %g, want 2, 10.0001, 1e-4", tr.nWin, tr.meanWin(), tr.rmsRefWin())
 	}
+}
+
+// synchronisedWell checks that the clock settles within 200 s and stays
+// synchronised: at most 100 µs RMS and 1 ms in the window (far above the
+// 15-60 µs the engine gives in these scenarios, far below a falseticker's
+// 50 ms).
+func synchronisedWell(t *testing.T, r *result) {
+	settledBy(t, r, 200)
+	medianRMSBelow(t, r, 100e-6)
+	windowMaxBelow(t, r, syncS)
 }
