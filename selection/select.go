@@ -24,7 +24,8 @@
 // Within those bounds the choice is by agreement, never by order: among
 // the stretches of the line that a majority of intervals cover, Select
 // takes the one that the most candidates' estimates agree with (|x_i −
-// stretch| ≤ 3σ_i), then the most intervals, then the tightest ones, then
+// stretch| ≤ 3σ_i), then the most intervals, then the closest agreement
+// (the least Σ(|x_i − stretch|/σ_i)²), then the tightest intervals, then
 // the one containing the previous estimate; a tie beyond that is reported
 // as no majority (the sources cannot tell which side is right). The
 // clustering then drops, one at a time, the survivor whose removal most
@@ -101,6 +102,7 @@ type stretch struct {
 	lo, hi   float64
 	members  []int
 	agree    int
+	misfit   float64 // Σ (distance/σ)² of the agreeing estimates
 	tightSum float64 // Σ 1/b² over the members
 	prev     bool    // contains the previous estimate
 }
@@ -161,8 +163,9 @@ func bestStretch(cands []Candidate, need int, opt Options) (best stretch, tied, 
 					s.members = append(s.members, i)
 					s.tightSum += 1 / (c.BoundS*c.BoundS + c.Est.VarX)
 				}
-				if d := distanceTo(c.Est.X, lo, hi); d <= agreeSigmas*math.Sqrt(c.Est.VarX) {
+				if d := distanceTo(c.Est.X, lo, hi); d*d <= agreeSigmas*agreeSigmas*c.Est.VarX {
 					s.agree++
+					s.misfit += d * d / c.Est.VarX
 				}
 			}
 			if len(s.members) < need {
@@ -180,14 +183,19 @@ func bestStretch(cands []Candidate, need int, opt Options) (best stretch, tied, 
 	return best, tied, ok
 }
 
-// compare orders stretches: more agreement, more members, tighter
-// intervals, then the previous estimate's.
+// compare orders stretches: more agreement, more members, a closer
+// agreement, tighter intervals, then the previous estimate's.
 func compare(a, b stretch) int {
 	switch {
 	case a.agree != b.agree:
 		return a.agree - b.agree
 	case len(a.members) != len(b.members):
 		return len(a.members) - len(b.members)
+	case a.misfit != b.misfit:
+		if a.misfit < b.misfit {
+			return 1
+		}
+		return -1
 	case a.tightSum != b.tightSum:
 		if a.tightSum > b.tightSum {
 			return 1
