@@ -66,6 +66,7 @@ Examples:
 	})
 	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd(), newSimCmd())
 	root.AddCommand(newAuditCmd())
+	root.AddCommand(devCommands()...)
 	return root
 }
 

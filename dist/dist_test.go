@@ -1,0 +1,346 @@
+package dist
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// skipOrFail skips, or fails when NTPTOOL_REQUIRE_PEERS=1 (CI), where the
+// tools are installed and the test must run.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("NTPTOOL_REQUIRE_PEERS") == "1" {
+		t.Fatalf(format+" (NTPTOOL_REQUIRE_PEERS=1: this test must run; .ci/run installs it)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			skipOrFail(t, "%s not installed", tool)
+		}
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// files is every file the packages install (directories aside), by
+// packager; man pages come from the command tree and are checked apart.
+var files = map[string][]string{
+	"deb": {
+		"/etc/logrotate.d/ntptool", "/etc/ntptool.toml",
+		"/lib/systemd/system/ntptool-wait-sync.service", "/lib/systemd/system/ntptool.service",
+		"/usr/bin/ntptool",
+		"/usr/share/bash-completion/completions/ntptool",
+		"/usr/share/doc/ntptool/changelog.Debian.gz", "/usr/share/doc/ntptool/copyright", "/usr/share/doc/ntptool/examples/ntptool.rules",
+		"/usr/share/fish/vendor_completions.d/ntptool.fish",
+		"/usr/share/lintian/overrides/ntptool",
+		"/usr/share/zsh/vendor-completions/_ntptool",
+	},
+	"rpm": {
+		"/etc/logrotate.d/ntptool", "/etc/ntptool.toml",
+		"/usr/bin/ntptool",
+		"/usr/lib/systemd/system/ntptool-wait-sync.service", "/usr/lib/systemd/system/ntptool.service",
+		"/usr/share/bash-completion/completions/ntptool",
+		"/usr/share/doc/ntptool/copyright", "/usr/share/doc/ntptool/examples/ntptool.rules",
+		"/usr/share/fish/vendor_completions.d/ntptool.fish",
+		"/usr/share/zsh/site-functions/_ntptool",
+	},
+	"apk": {
+		"/etc/init.d/ntptool", "/etc/logrotate.d/ntptool", "/etc/ntptool.toml",
+		"/usr/bin/ntptool",
+		"/usr/share/bash-completion/completions/ntptool",
+		"/usr/share/doc/ntptool/copyright", "/usr/share/doc/ntptool/examples/ntptool.rules",
+		"/usr/share/fish/vendor_completions.d/ntptool.fish",
+		"/usr/share/zsh/site-functions/_ntptool",
+	},
+}
+
+// manPages are the pages every package must have: one per command.
+var manPages = []string{"ntptool", "ntptool-audit", "ntptool-check", "ntptool-config", "ntptool-config-check",
+	"ntptool-config-default", "ntptool-config-import", "ntptool-query", "ntptool-serve", "ntptool-sim"}
+
+// split separates man pages from the other files of a listing.
+func split(t *testing.T, paths []string) (other, man []string) {
+	t.Helper()
+	for _, p := range paths {
+		if name, ok := strings.CutPrefix(p, "/usr/share/man/man1/"); ok {
+			if !strings.HasSuffix(name, ".1.gz") {
+				t.Errorf("man page %s is not a gzipped section 1 page", p)
+			}
+			man = append(man, strings.TrimSuffix(name, ".1.gz"))
+			continue
+		}
+		other = append(other, p)
+	}
+	slices.Sort(other)
+	return other, man
+}
+
+func checkListing(t *testing.T, packager string, paths []string) {
+	t.Helper()
+	other, man := split(t, paths)
+	if diff := cmp.Diff(files[packager], other); diff != "" {
+		t.Errorf("%s files (-want +got)\n%s", packager, diff)
+	}
+	for _, m := range manPages {
+		if !slices.Contains(man, m) {
+			t.Errorf("%s: no man page %s(1); have %v", packager, m, man)
+		}
+	}
+}
+
+// TestPackages builds the .deb, .rpm and .apk with make package, and
+// checks each one's files, relations and scripts with the format's own
+// tools, and the .deb with lintian.
+func TestPackages(t *testing.T) {
+	need(t, "make", "go", "git", "dpkg-deb", "rpm", "lintian")
+	root := repoRoot(t)
+	out := t.TempDir()
+	run(t, "make", "-C", root, "--no-print-directory", "package", "PKG_OUT="+out, "BIN="+filepath.Join(out, "ntptool"), "VERSION=0.1.0")
+	deb := filepath.Join(out, "ntptool_0.1.0-1_amd64.deb")
+	rpmFile := filepath.Join(out, "ntptool-0.1.0-1.x86_64.rpm")
+	apk := filepath.Join(out, "ntptool_0.1.0-r1_x86_64.apk")
+	for _, p := range []string{deb, rpmFile, apk} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("package not built: %v", err)
+		}
+		t.Logf("%s: %d bytes", filepath.Base(p), fi.Size())
+	}
+
+	t.Run("deb", func(t *testing.T) {
+		info := run(t, "dpkg-deb", "--info", deb)
+		for _, want := range []string{
+			"Package: ntptool", "Version: 0.1.0-1", "Provides: time-daemon",
+			"Conflicts: ntp, chrony, ntpsec, systemd-timesyncd", "Replaces: ntp, chrony, ntpsec, systemd-timesyncd",
+			" preinst ", " postinst ", " prerm ", " postrm ", " conffiles ",
+		} {
+			if !strings.Contains(info, want) {
+				t.Errorf("dpkg-deb --info lacks %q:\n%s", want, info)
+			}
+		}
+		var paths []string
+		for line := range strings.SplitSeq(run(t, "dpkg-deb", "--contents", deb), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 6 && !strings.HasPrefix(f[0], "d") {
+				paths = append(paths, strings.TrimPrefix(f[5], "."))
+			}
+		}
+		checkListing(t, "deb", paths)
+		conffiles := run(t, "sh", "-c", "dpkg-deb --ctrl-tarfile "+deb+" | tar -xO ./conffiles")
+		if diff := cmp.Diff("/etc/logrotate.d/ntptool\n/etc/ntptool.toml\n", conffiles); diff != "" {
+			t.Errorf("conffiles (-want +got)\n%s", diff)
+		}
+	})
+
+	t.Run("lintian", func(t *testing.T) {
+		cmd := exec.Command("lintian", "--fail-on", "error", deb)
+		outb, err := cmd.CombinedOutput()
+		t.Logf("lintian:\n%s", outb)
+		if err != nil {
+			t.Errorf("lintian reports errors (%v)", err)
+		}
+		if regexp.MustCompile(`(?m)^E: `).Match(outb) {
+			t.Error("lintian printed an E: line")
+		}
+	})
+
+	t.Run("rpm", func(t *testing.T) {
+		paths := strings.Fields(run(t, "rpm", "-qpl", rpmFile))
+		checkListing(t, "rpm", paths)
+		provides := run(t, "rpm", "-qp", "--provides", rpmFile)
+		conflicts := strings.Fields(run(t, "rpm", "-qp", "--conflicts", rpmFile))
+		if !strings.Contains(provides, "time-daemon") {
+			t.Errorf("provides %q lack time-daemon", provides)
+		}
+		if diff := cmp.Diff([]string{"ntp", "chrony", "ntpsec", "systemd-timesyncd"}, conflicts); diff != "" {
+			t.Errorf("conflicts (-want +got)\n%s", diff)
+		}
+		scripts := run(t, "rpm", "-qp", "--scripts", rpmFile)
+		for _, want := range []string{"preinstall scriptlet", "postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet", "useradd --system"} {
+			if !strings.Contains(scripts, want) {
+				t.Errorf("rpm scripts lack %q", want)
+			}
+		}
+	})
+
+	t.Run("apk", func(t *testing.T) {
+		paths, pkginfo := readAPK(t, apk)
+		checkListing(t, "apk", paths)
+		for _, want := range []string{"pkgname = ntptool", "pkgver = 0.1.0-r1", "provides = time-daemon", "depend = !chrony",
+			"depend = !ntp", "depend = !ntpsec", "depend = !systemd-timesyncd", "replaces = chrony"} {
+			if !strings.Contains(pkginfo, want+"\n") {
+				t.Errorf(".PKGINFO lacks %q:\n%s", want, pkginfo)
+			}
+		}
+	})
+
+	t.Run("binary", func(t *testing.T) {
+		elf := run(t, "sh", "-c", "dpkg-deb --fsys-tarfile "+deb+" | tar -xO ./usr/bin/ntptool | head -c 64 | od -An -c | head -1")
+		if !strings.Contains(elf, "E   L   F") {
+			t.Errorf("/usr/bin/ntptool is not an ELF file: %q", elf)
+		}
+	})
+}
+
+// readAPK lists an .apk: gzip members (signature, control, data), each a
+// tar stream; it returns the data's file paths and the .PKGINFO text.
+func readAPK(t *testing.T, path string) (paths []string, pkginfo string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for member := 0; ; member++ {
+		zr.Multistream(false)
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, zr); err != nil {
+			t.Fatalf("apk member %d: %v", member, err)
+		}
+		tr := tar.NewReader(&buf)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("apk member %d: %v", member, err)
+			}
+			switch {
+			case h.Name == ".PKGINFO":
+				data, _ := io.ReadAll(tr)
+				pkginfo = string(data)
+			case strings.HasPrefix(h.Name, "."):
+			case h.Typeflag == tar.TypeReg:
+				paths = append(paths, "/"+strings.TrimPrefix(h.Name, "./"))
+			}
+		}
+		if err := zr.Reset(br); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return paths, pkginfo
+}
+
+// TestMaintainerScripts checks that no script starts the daemon behind
+// policy-rc.d's back: the .deb starts and stops it only through
+// deb-systemd-invoke (which asks policy-rc.d), the .rpm and .apk never
+// start it; and that every script is valid POSIX sh.
+func TestMaintainerScripts(t *testing.T) {
+	need(t, "sh")
+	scripts, err := filepath.Glob("pkg/scripts/*.sh")
+	if err != nil || len(scripts) < 8 {
+		t.Fatalf("scripts: %v %v", scripts, err)
+	}
+	starts := regexp.MustCompile(`(?m)^[^#]*\b(systemctl\s+(\S+\s+)*(start|restart|reload)\b|invoke-rc\.d|/etc/init\.d/ntptool\s|(^|[\s;])service\s+ntptool|rc-service\s+ntptool\s+start|openrc)`)
+	for _, s := range scripts {
+		t.Run(filepath.Base(s), func(t *testing.T) {
+			run(t, "sh", "-n", s)
+			data, err := os.ReadFile(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := string(data)
+			for _, line := range strings.Split(text, "\n") {
+				if strings.Contains(line, "echo ") {
+					continue // a message to the admin, not a command
+				}
+				if m := starts.FindString(line); m != "" {
+					t.Errorf("starts the daemon without deb-systemd-invoke: %q", strings.TrimSpace(line))
+				}
+			}
+			if strings.HasPrefix(filepath.Base(s), "deb-post") && strings.Contains(text, "deb-systemd-invoke") &&
+				!strings.Contains(text, `deb-systemd-invoke "$action" ntptool.service`) {
+				t.Error("deb postinst does not start through deb-systemd-invoke")
+			}
+		})
+	}
+}
+
+// TestSystemdUnits runs systemd-analyze verify and security on the units,
+// with ExecStart pointing at a freshly built binary (verify checks that
+// it is executable). systemd is not a peer: without it the test skips.
+func TestSystemdUnits(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "ntptool")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/ntptool")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	var units []string
+	for _, name := range []string{"ntptool.service", "ntptool-wait-sync.service"} {
+		data, err := os.ReadFile(filepath.Join("systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, bytes.ReplaceAll(data, []byte("/usr/bin/ntptool"), []byte(bin)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, path)
+	}
+	out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, units...)...).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, u := range units {
+		out, err := exec.Command("systemd-analyze", "security", "--offline=yes", u).CombinedOutput()
+		if err != nil {
+			t.Errorf("systemd-analyze security %s: %v\n%s", u, err, out)
+			continue
+		}
+		m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+) (\S+)`).FindSubmatch(out)
+		if m == nil {
+			t.Errorf("no exposure level in:\n%s", out)
+			continue
+		}
+		t.Logf("systemd-analyze security %s: %s %s", filepath.Base(u), m[1], m[2])
+		if level := string(m[2]); level != "OK" && level != "SAFE" {
+			t.Errorf("%s exposure %s %s, want OK or SAFE", filepath.Base(u), m[1], level)
+		}
+	}
+}
