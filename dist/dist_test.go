@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ntptool/ntptool/config"
 )
 
 // skipOrFail skips, or fails when NTPTOOL_REQUIRE_PEERS=1 (CI), where the
@@ -341,6 +343,108 @@ func TestSystemdUnits(t *testing.T) {
 		t.Logf("systemd-analyze security %s: %s %s", filepath.Base(u), m[1], m[2])
 		if level := string(m[2]); level != "OK" && level != "SAFE" {
 			t.Errorf("%s exposure %s %s, want OK or SAFE", filepath.Base(u), m[1], level)
+		}
+	}
+}
+
+// TestExampleConfig: the packaged /etc/ntptool.toml is valid, and its
+// [run] user is the one the packages create.
+func TestExampleConfig(t *testing.T) {
+	c, err := config.Load("ntptool.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Run.User != "ntptool" || c.Audit.Journal != "/var/log/ntptool/audit.jsonl" || len(c.Sources) == 0 {
+		t.Errorf("run.user %q, audit.journal %q, %d sources", c.Run.User, c.Audit.Journal, len(c.Sources))
+	}
+}
+
+// TestOpenRCScript: valid sh, and it starts the daemon with the same
+// command line as the systemd unit.
+func TestOpenRCScript(t *testing.T) {
+	need(t, "sh")
+	run(t, "sh", "-n", "openrc/ntptool")
+	data, err := os.ReadFile("openrc/ntptool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`command="/usr/bin/ntptool"`, `command_args="run --config ${NTPTOOL_CONFIG}`, "--signal HUP", "checkpath --directory --mode 0750 --owner ntptool:ntptool"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("openrc/ntptool lacks %q", want)
+		}
+	}
+}
+
+// TestAuditRules: every clock system call is watched for both ABIs, the
+// daemon's exclusion is limited to adjtimex by its own user without a
+// login session, and exclusions come before the rules they carve out of
+// (auditd's exit list stops at the first match).
+func TestAuditRules(t *testing.T) {
+	data, err := os.ReadFile("auditd/ntptool.rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type rule struct{ action, arch, line string }
+	var rules []rule
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		switch f[0] {
+		case "-w":
+		case "-a":
+			arch := regexp.MustCompile(`-F arch=(b32|b64)`).FindStringSubmatch(line)
+			if len(f) < 2 || (arch == nil && !strings.Contains(line, "-F dir=")) {
+				t.Errorf("rule without an arch: %s", line)
+				continue
+			}
+			r := rule{action: f[1], line: line}
+			if arch != nil {
+				r.arch = arch[1]
+			}
+			rules = append(rules, r)
+		default:
+			t.Errorf("not a rule: %s", line)
+		}
+	}
+	watched := func(arch, syscall string) (never, always int) {
+		never, always = -1, -1
+		for i, r := range rules {
+			if r.arch != arch || !regexp.MustCompile(`-S `+syscall+`\b`).MatchString(r.line) {
+				continue
+			}
+			if r.action == "never,exit" && never < 0 {
+				never = i
+			}
+			if r.action == "always,exit" && always < 0 {
+				always = i
+			}
+		}
+		return never, always
+	}
+	for _, arch := range []string{"b64", "b32"} {
+		calls := []string{"adjtimex", "clock_adjtime", "settimeofday", "clock_settime"}
+		if arch == "b32" {
+			calls = append(calls, "stime")
+		}
+		for _, sc := range calls {
+			never, always := watched(arch, sc)
+			if always < 0 {
+				t.Errorf("%s %s not recorded", arch, sc)
+			}
+			switch {
+			case sc == "adjtimex" && (never < 0 || never > always):
+				t.Errorf("%s adjtimex: the daemon's exclusion must come first (never at %d, always at %d)", arch, never, always)
+			case sc != "adjtimex" && never >= 0:
+				t.Errorf("%s %s is excluded for somebody: steps must always be recorded", arch, sc)
+			}
+		}
+	}
+	for _, r := range rules {
+		if r.action == "never,exit" && !(strings.Contains(r.line, "-F uid=ntptool") && strings.Contains(r.line, "-F auid=4294967295")) {
+			t.Errorf("exclusion not limited to the daemon (uid ntptool, no login): %s", r.line)
 		}
 	}
 }
