@@ -9,12 +9,14 @@
 // The capability and user changes go through libcap's Go package
 // (kernel.org/pub/linux/libs/security/libcap/cap), which applies each
 // change to every thread of the process (psx). That matters: Linux keeps
-// credentials per thread, and a Go program has many. Go's own
-// syscall.Setuid/Setgid have applied to all threads since Go 1.16 (with
-// cgo off, through syscall.AllThreadsSyscall), but the prctl that keeps
-// capabilities across setuid (PR_SET_KEEPCAPS) and capset are per thread,
-// so doing it by hand leaves threads that differ; cap.SetUID raises
-// keep-caps and calls setuid on all threads together.
+// credentials per thread, and a Go program has many. Go 1.26's
+// syscall.Setuid/Setgid apply to all threads (without cgo through
+// syscall.AllThreadsSyscall, with cgo through libc's setuid, which glibc
+// broadcasts), but unix.Prctl(PR_SET_KEEPCAPS) and capset act on the
+// calling thread only, so keeping capabilities across setuid by hand
+// leaves the other threads with none; cap.SetUID raises keep-caps and
+// calls setuid on all threads together, and Set.SetProc sets every
+// thread's capabilities.
 //
 // Plan is pure (configuration in, what to do out) and table-tested; Apply
 // does it and reports what it could not apply, so that the daemon logs it.
