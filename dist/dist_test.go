@@ -448,3 +448,81 @@ func TestAuditRules(t *testing.T) {
 		}
 	}
 }
+
+// TestDebPostinstHonoursPolicyRC runs the .deb postinst with the real
+// deb-systemd-invoke, a policy-rc.d under DPKG_ROOT (where
+// deb-systemd-invoke looks for it) and a fake systemctl and
+// deb-systemd-helper that only log their arguments: the daemon is started
+// when policy-rc.d allows it and never when it returns 101.
+func TestDebPostinstHonoursPolicyRC(t *testing.T) {
+	need(t, "sh", "perl", "deb-systemd-invoke")
+	invoke, _ := exec.LookPath("deb-systemd-invoke")
+	script, err := os.ReadFile("pkg/scripts/deb-postinst.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		policy string // policy-rc.d's exit code; "" for none
+		args   []string
+		want   string // the systemctl call that starts it; "" for none
+	}{
+		{"install, no policy-rc.d", "", []string{"configure", ""}, "--quiet --system start ntptool.service"},
+		{"install, policy-rc.d allows", "0", []string{"configure", ""}, "--quiet --system start ntptool.service"},
+		{"install, policy-rc.d forbids", "101", []string{"configure", ""}, ""},
+		{"upgrade, policy-rc.d forbids", "101", []string{"configure", "0.0.9-1"}, ""},
+		{"upgrade, policy-rc.d allows", "0", []string{"configure", "0.0.9-1"}, "--quiet --system restart ntptool.service"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin, root, booted := filepath.Join(dir, "bin"), filepath.Join(dir, "root"), filepath.Join(dir, "run-systemd-system")
+			logf := filepath.Join(dir, "calls")
+			for _, d := range []string{bin, filepath.Join(root, "usr/sbin"), booted} {
+				must(t, os.MkdirAll(d, 0o755))
+			}
+			fake := func(name, body string) {
+				must(t, os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\necho \""+name+" $*\" >> "+logf+"\n"+body), 0o755))
+			}
+			fake("systemctl", "case \"$*\" in *is-enabled*) echo enabled;; *is-active*) exit 3;; esac\nexit 0\n")
+			fake("deb-systemd-helper", "exit 0\n")
+			must(t, os.Symlink(invoke, filepath.Join(bin, "deb-systemd-invoke")))
+			if tt.policy != "" {
+				must(t, os.WriteFile(filepath.Join(root, "usr/sbin/policy-rc.d"), []byte("#!/bin/sh\nexit "+tt.policy+"\n"), 0o755))
+			}
+			// The script's test for a booted systemd points at a directory
+			// of the test's, so that it runs the same on any host.
+			s := strings.ReplaceAll(string(script), "/run/systemd/system", booted)
+			path := filepath.Join(dir, "postinst")
+			must(t, os.WriteFile(path, []byte(s), 0o755))
+			cmd := exec.Command("sh", append([]string{path}, tt.args...)...)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "DPKG_ROOT="+root)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("postinst: %v\n%s", err, out)
+			}
+			data, _ := os.ReadFile(logf)
+			var starts []string
+			for line := range strings.SplitSeq(string(data), "\n") {
+				if rest, ok := strings.CutPrefix(line, "systemctl "); ok && regexp.MustCompile(`\b(start|restart)\b`).MatchString(rest) {
+					starts = append(starts, rest)
+				}
+			}
+			var want []string
+			if tt.want != "" {
+				want = []string{tt.want}
+			}
+			if diff := cmp.Diff(want, starts); diff != "" {
+				t.Errorf("systemctl start calls (-want +got)\n%s\nall calls:\n%s", diff, data)
+			}
+			if !strings.Contains(string(data), "systemctl --system daemon-reload") {
+				t.Errorf("no daemon-reload:\n%s", data)
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
