@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a Journal. The zero value is usable.
@@ -220,6 +222,12 @@ func (j *Journal) open() error {
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, j.opts.Perm)
 	if err != nil {
 		return fmt.Errorf("open audit journal: %w", err)
+	}
+	// One writer per file: a second daemon on the same journal would
+	// interleave two chains.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("audit journal %s is in use by another process: %w", j.path, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {

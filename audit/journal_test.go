@@ -519,3 +519,36 @@ func TestGzipRotated(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJustRotated: right after logrotate created an empty journal, the
+// files verify (the empty one holds nothing yet), and the first Append
+// continues the chain in it.
+func TestJustRotated(t *testing.T) {
+	j, path := newJournal(t)
+	appendAll(t, j, sample()[:3])
+	mustRename(t, path, path+".1")
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifyAnchored(t, path+".head", path, path+".1"); err != nil {
+		t.Fatalf("just rotated: %v", err)
+	}
+	if _, err := VerifyFiles([]string{path}, VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "no journal lines") {
+		t.Errorf("the empty file alone: %v, want no journal lines", err)
+	}
+	appendAll(t, j, sample()[3:])
+	if _, err := verifyAnchored(t, path+".head", path, path+".1"); err != nil {
+		t.Fatalf("after the next append: %v", err)
+	}
+}
+
+// TestOneWriter: a second Journal on the same file is refused.
+func TestOneWriter(t *testing.T) {
+	_, path := newJournal(t)
+	if j2, err := Open(path, Options{}); err == nil {
+		j2.Close()
+		t.Fatal("a second writer opened the journal")
+	} else if !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("second Open: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 )
 
 // Location is a line in a journal file, counting from 1.
@@ -128,7 +129,8 @@ func scanReader(r io.Reader, name string, fn func(Record) error) error {
 // OrderFiles sorts journal files into chain order: by the sequence number
 // their first header continues from, the journal's first file (the one
 // with the salt) first. Equal ones keep the order given. So the files of
-// a rotated journal can be given in any order ("audit.jsonl*").
+// a rotated journal can be given in any order ("audit.jsonl*"). Empty
+// files (just rotated, not yet written) are left out.
 func OrderFiles(paths []string) ([]string, error) {
 	type keyed struct {
 		path    string
@@ -148,7 +150,9 @@ func OrderFiles(paths []string) ([]string, error) {
 		}
 		switch {
 		case first.Location.Line == 0:
-			return nil, &ChainError{Location{p, 1}, "empty file: not an audit journal"}
+			// Empty: a journal just rotated (logrotate's create) and not
+			// written yet. It holds nothing to verify.
+			continue
 		case first.Err != nil || first.Parsed.Header == nil:
 			return nil, &ChainError{first.Location, "the file does not start with a journal header"}
 		}
@@ -228,6 +232,9 @@ func VerifyFiles(paths []string, opts VerifyOptions) (Report, error) {
 	ordered, err := OrderFiles(paths)
 	if err != nil {
 		return v.rep, err
+	}
+	if len(ordered) == 0 {
+		return v.rep, fmt.Errorf("audit journal %s: no journal lines", strings.Join(paths, ", "))
 	}
 	v.rep.Files = ordered
 	for _, p := range ordered {
