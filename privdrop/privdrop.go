@@ -192,8 +192,9 @@ func Apply(p Plan, log *slog.Logger) (Result, error) {
 		if err := dropBound(p.Caps); err != nil {
 			return res, err
 		}
-	} else {
-		res.NotApplied = append(res.NotApplied, "bounding set left as it is (no CAP_SETPCAP)")
+	} else if extra := boundBeyond(p.Caps); len(extra) > 0 {
+		// Under systemd, CapabilityBoundingSet= has done it already.
+		res.NotApplied = append(res.NotApplied, fmt.Sprintf("bounding set not reduced (no CAP_SETPCAP): it still holds %v", extra))
 	}
 	if switching {
 		if ok, _ := proc.GetFlag(cap.Permitted, cap.SETUID); !ok {
@@ -285,6 +286,17 @@ func dropBound(keep []cap.Value) error {
 		}
 	}
 	return nil
+}
+
+// boundBeyond lists the capabilities in the bounding set that keep lacks.
+func boundBeyond(keep []cap.Value) []string {
+	var extra []string
+	for v := cap.Value(0); v < cap.MaxBits(); v++ {
+		if in, err := cap.GetBound(v); err == nil && in && !slices.Contains(keep, v) {
+			extra = append(extra, v.String())
+		}
+	}
+	return extra
 }
 
 // restrictFiles applies the Landlock rules, best effort, and says what it
