@@ -237,10 +237,12 @@ func Apply(p Plan, log *slog.Logger) (Result, error) {
 	}
 
 	if p.Landlock != nil {
-		res.LandlockABI, res.Landlocked, res.NotApplied = restrictFiles(*p.Landlock)
-		for _, msg := range res.NotApplied {
-			log.Warn("privilege drop: not applied", "what", msg)
-		}
+		var notApplied []string
+		res.LandlockABI, res.Landlocked, notApplied = restrictFiles(*p.Landlock)
+		res.NotApplied = append(res.NotApplied, notApplied...)
+	}
+	for _, msg := range res.NotApplied {
+		log.Warn("privilege drop: not applied", "what", msg)
 	}
 	log.Info("privileges dropped", "uid", res.UID, "gid", res.GID, "caps", res.Caps,
 		"landlock_abi", res.LandlockABI, "landlocked", res.Landlocked)

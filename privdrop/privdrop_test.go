@@ -170,9 +170,16 @@ type childOutput struct {
 // output and its /proc status while it waits, then ends it.
 func runDropcheck(t *testing.T, bin, cfgPath string, files ...string) (childOutput, procStatus) {
 	t.Helper()
+	return runDropcheckAs(t, nil, bin, cfgPath, files...)
+}
+
+// runDropcheckAs is runDropcheck with more setpriv options (user, caps).
+func runDropcheckAs(t *testing.T, setpriv []string, bin, cfgPath string, files ...string) (childOutput, procStatus) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "setpriv", append([]string{"--bounding-set", "-sys_time", "--", bin, cfgPath}, files...)...)
+	args := append(append([]string{"--bounding-set", "-sys_time"}, setpriv...), "--", bin, cfgPath)
+	cmd := exec.CommandContext(ctx, "setpriv", append(args, files...)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -291,6 +298,34 @@ func TestApplyAsRoot(t *testing.T) {
 		}
 		if st.Uid == nobody.ids() {
 			t.Errorf("switched user although Apply failed: %s", st.Uid)
+		}
+	})
+
+	// As systemd starts it: already the user, the capabilities of
+	// AmbientCapabilities= in every set but the bounding one untouched.
+	asSystemd := []string{"--reuid", strconv.Itoa(nobody.uid), "--regid", strconv.Itoa(nobody.gid), "--clear-groups",
+		"--inh-caps", "+net_bind_service", "--ambient-caps", "+net_bind_service"}
+	t.Run("started as the user with ambient capabilities: keeps the needed one", func(t *testing.T) {
+		out, st := runDropcheckAs(t, asSystemd, bin, conf("amb", "[clock]\ncontrol = false\n[server]\nenabled = true\nlisten = [\"127.0.0.1:123\"]\n[run]\nuser = \"nobody\"\n"))
+		if out.Error != "" {
+			t.Fatalf("Apply: %s", out.Error)
+		}
+		got := []string{st.Uid, st.CapInh, st.CapPrm, st.CapEff, st.CapAmb}
+		want := []string{nobody.ids(), noCaps, netBind, netBind, noCaps}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("uid, CapInh, CapPrm, CapEff, CapAmb (-want +got)\n%s", diff)
+		}
+		if len(out.Result.NotApplied) == 0 || !strings.Contains(out.Result.NotApplied[0], "bounding set not reduced") {
+			t.Errorf("NotApplied %v, want the bounding set named", out.Result.NotApplied)
+		}
+	})
+	t.Run("started as the user with an ambient capability it does not need: drops it", func(t *testing.T) {
+		out, st := runDropcheckAs(t, asSystemd, bin, conf("amb2", "[clock]\ncontrol = false\n"))
+		if out.Error != "" {
+			t.Fatalf("Apply: %s", out.Error)
+		}
+		if st.CapPrm != noCaps || st.CapEff != noCaps || st.CapAmb != noCaps || st.CapInh != noCaps {
+			t.Errorf("status %+v, want no capability", st)
 		}
 	})
 
