@@ -20,10 +20,12 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 )
 
-// Notifier sends state changes to systemd.
+// Notifier sends state changes to systemd. It is not safe for concurrent
+// use: the daemon's loop owns it.
 type Notifier struct {
 	enabled  bool
 	watchdog time.Duration // WatchdogSec; 0 if off
+	ready    bool          // READY=1 was sent
 }
 
 // New reads the environment systemd sets: NOTIFY_SOCKET, and WATCHDOG_USEC
@@ -59,7 +61,18 @@ func (n *Notifier) send(lines ...string) error {
 
 // Ready says start-up is finished, with a status line.
 func (n *Notifier) Ready(status string) error {
+	n.ready = true
 	return n.send(daemon.SdNotifyReady, "STATUS="+oneLine(status))
+}
+
+// Update is what the daemon calls after each clock update, and once when
+// its start-up timeout passes without one: the first call sends READY=1
+// with the status, later ones the status alone.
+func (n *Notifier) Update(status string) error {
+	if !n.ready {
+		return n.Ready(status)
+	}
+	return n.Status(status)
 }
 
 // Status sets the status line that systemctl status shows.

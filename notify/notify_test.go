@@ -134,3 +134,26 @@ func TestBadWatchdogEnv(t *testing.T) {
 		t.Error("New with WATCHDOG_USEC=soon succeeded")
 	}
 }
+
+// TestUpdate: READY=1 comes with the first update only; STATUS lines
+// follow.
+func TestUpdate(t *testing.T) {
+	next := listen(t)
+	n, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{
+		"READY=1\nSTATUS=synchronised to a (192.0.2.1:123), offset +0.001000 s",
+		"STATUS=synchronised to a (192.0.2.1:123), offset +0.000100 s",
+		"STATUS=synchronised to a (192.0.2.1:123), offset -0.000010 s",
+	} {
+		offset := []float64{0.001, 0.0001, -0.00001}[i]
+		if err := n.Update(FormatStatus(true, offset, "a (192.0.2.1:123)")); err != nil {
+			t.Fatal(err)
+		}
+		if got := next(); got != want {
+			t.Errorf("update %d: got %q, want %q", i, got, want)
+		}
+	}
+}
