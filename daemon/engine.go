@@ -83,6 +83,15 @@ const (
 	// burstTarget: an iburst goes on while the frequency's uncertainty
 	// would carry the phase further than this over the minimum poll.
 	burstTarget = 250e-6
+	// candidateSamples is how many samples a source must have given before
+	// its estimate takes part in a selection (it votes from the start),
+	// when there are enough voters for a minority to exist (three or
+	// more): one sample per source cannot tell a colluding minority from
+	// the truth when the first exchanges happen to be slow and their error
+	// bars wide. The second sample comes 2 s later with iburst, one poll
+	// later without, when the frequency needs it anyway. With one or two
+	// sources there is no minority to out-vote, and no reason to wait.
+	candidateSamples = 2
 )
 
 // ErrNoStepPending is returned by CommitStep and CancelStep without a
@@ -358,8 +367,8 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 		return
 	case estimator.Changed:
 		e.log.Info("source changed: its estimate starts over", "source", s.wire.Name(), "offset_seconds", sample.OffsetS)
-		s.wire.SetPollLog2(s.est.PollLog2())
 	}
+	s.wire.SetPollLog2(s.est.AdaptPoll(s.wire.KoDFloorLog2()))
 	s.last, s.lastU = sample, u
 	e.update()
 }
@@ -368,6 +377,9 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 type selected struct {
 	res selection.Result
 	in  discipline.Input
+	// waiting: the survivors disagree beyond their noise and some voting
+	// sources have not answered yet; better wait for them.
+	waiting bool
 }
 
 // selectNow predicts every voting source to now, selects and combines
@@ -378,6 +390,15 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 	var cands []selection.Candidate
 	voters := 0
 	for _, s := range e.sources {
+		if s.wire.Voting() {
+			voters++
+		}
+	}
+	samples := 1
+	if voters >= 3 {
+		samples = candidateSamples
+	}
+	for _, s := range e.sources {
 		s.role = RoleNone
 		if s.wire.Unreachable() {
 			s.role = RoleUnreachable
@@ -385,9 +406,8 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		if !s.wire.Voting() {
 			continue
 		}
-		voters++
 		est, ok := s.est.Predict(u)
-		if !ok {
+		if !ok || s.est.Updates() < samples {
 			continue
 		}
 		live = append(live, s)
@@ -434,7 +454,7 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 	}
 	est := res.Estimate
 	e.est, e.estU, e.haveEst, e.distance = est, u, true, distance
-	return selected{res: res, in: discipline.Input{
+	return selected{res: res, waiting: !res.Consistent && len(cands) < voters, in: discipline.Input{
 		OffsetS: est.X + applied, SigmaS: math.Sqrt(est.VarX),
 		FreqError: est.Y, SigmaY: math.Sqrt(est.VarY),
 		FreqPPM: e.clk.FrequencyPPM(), DistanceS: distance, Leap: leap,
@@ -456,6 +476,9 @@ func (e *Engine) update() {
 		return
 	}
 	e.noSelect = nil
+	if sel.waiting {
+		return
+	}
 	act := e.disc.Update(sel.in)
 	e.log.Debug("update", "monotonic_seconds", now.Seconds(), "offset_seconds", sel.in.OffsetS, "sigma_seconds", sel.in.SigmaS,
 		"freq_error_ppm", sel.in.FreqError*1e6, "sigma_freq_ppm", sel.in.SigmaY*1e6, "freq_ppm", act.FreqPPM,
@@ -505,9 +528,6 @@ func (e *Engine) apply(u clock.Update, now time.Duration) {
 	dy := (e.clk.FrequencyPPM() - old) * 1e-6
 	for _, s := range e.sources {
 		s.est.AddFrequency(dy)
-		if s.wire.Voting() && s.est.Ready() {
-			s.wire.SetPollLog2(s.est.AdaptPoll(s.wire.KoDFloorLog2()))
-		}
 	}
 }
 

@@ -127,16 +127,24 @@ func (f *Filter) Inflate(k float64) {
 
 // SteadyStateSigmaX predicts the RMS phase error of a filter updated every
 // h seconds with measurement variance r under wander density q, by
-// iterating the Riccati recursion (cheap: a few dozen steps converge).
+// iterating the Riccati recursion until it settles (a few dozen steps).
 // It averages the error over the interval, not just at the update.
 func SteadyStateSigmaX(h, r, q float64) float64 {
-	f := Filter{P: [2][2]float64{{1, 0}, {0, 1e-6}}, WanderSq: q}
+	p := [2][2]float64{{1, 0}, {0, 1e-6}}
 	for range 200 {
-		f.Predict(h)
-		f.Update(0, r)
+		p = propagate(p, h, q)
+		s := p[0][0] + r
+		k0, k1 := p[0][0]/s, p[1][0]/s
+		prev := p[0][0]
+		p[1][1] -= k1 * p[0][1]
+		p[0][0] *= 1 - k0
+		p[0][1] *= 1 - k0
+		p[1][0] = p[0][1]
+		if math.Abs(p[0][0]-prev) <= 1e-9*prev {
+			break
+		}
 	}
 	// Mean of P00 over the interval after an update: P00 + P01·h + P11·h²/3 + q·h³/12.
-	p := f.P
 	mean := p[0][0] + p[0][1]*h + p[1][1]*h*h/3 + q*h*h*h/12
 	return math.Sqrt(mean)
 }

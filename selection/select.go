@@ -21,19 +21,21 @@
 // each such c, |estimate − θ| ≤ 2·b_c. No minority can move the estimate
 // out of a correct source's bounds, whatever it reports.
 //
-// Within those bounds the choice is by agreement, never by order: among
-// the stretches of the line that a majority of intervals cover, Select
-// takes the one that the most candidates' estimates agree with (|x_i −
-// stretch| ≤ 3σ_i), then the most intervals, then the closest agreement
-// (the least Σ(|x_i − stretch|/σ_i)²), then the tightest intervals, then
-// the one containing the previous estimate; a tie beyond that is reported
-// as no majority (the sources cannot tell which side is right). The
-// clustering then drops, one at a time, the survivor whose removal most
-// reduces the survivors' spread, while that spread exceeds their own
-// noise (a χ² test at 99.9 %) and more than a majority would remain; so a
-// source a few of its path's standard deviations off, inside everybody's
-// interval, is not averaged in once the estimates are tight enough to
-// show it.
+// Within those bounds the choice is by agreement, never by order: of the
+// points that a majority of intervals cover, Select takes the one that
+// all the estimates fit best, each source counting its misfit
+// ((x_i − θ)/σ_i)² up to 3² (a robust likelihood: a source either agrees
+// with θ, and counts by how well, or does not, and costs the same however
+// far off it is); σ_i is the source's own deviation, without the clock's
+// error that all sources share. Two separate stretches that fit equally
+// well are told apart only by the previous estimate, or reported as no
+// majority: the sources cannot tell which side is right. The intervals
+// covering the chosen point are the truechimers. The clustering then
+// drops, one at a time, the truechimer whose removal most reduces the
+// spread, while that spread exceeds the survivors' own noise (a χ² test at
+// 99.9 %) and more than a majority would remain; so a source a few of its
+// path's standard deviations off, inside everybody's interval, is not
+// averaged in once the estimates are tight enough to show it.
 package selection
 
 import (
@@ -93,20 +95,6 @@ type Options struct {
 	HavePrevious bool
 }
 
-// agreeSigmas is how many of its standard deviations a candidate's
-// estimate may lie from a stretch and still agree with it.
-const agreeSigmas = 3
-
-// stretch is a piece of the line between two consecutive interval edges.
-type stretch struct {
-	lo, hi   float64
-	members  []int
-	agree    int
-	misfit   float64 // Σ (distance/σ)² of the agreeing estimates
-	tightSum float64 // Σ 1/b² over the members
-	prev     bool    // contains the previous estimate
-}
-
 // Select chooses the truechimers and survivors among cands and combines
 // the survivors (see the package documentation for the guarantee).
 func Select(cands []Candidate, opt Options) (Result, error) {
@@ -120,15 +108,21 @@ func Select(cands []Candidate, opt Options) (Result, error) {
 			return Result{}, fmt.Errorf("%w: an estimate is not finite", ErrNoMajority)
 		}
 	}
-	best, tied, ok := bestStretch(cands, need, opt)
+	best, tied, ok := choose(cands, need, opt)
 	if !ok {
 		return Result{}, fmt.Errorf("%w: fewer than %d of %d sources' intervals overlap", ErrNoMajority, need, voters)
 	}
 	if tied {
 		return Result{}, fmt.Errorf("%w: two sets of sources are equally well supported", ErrNoMajority)
 	}
-	survivors, consistent := cluster(cands, best.members, need)
-	res := Result{Truechimers: best.members, Survivors: survivors, Consistent: consistent}
+	var members []int
+	for i, c := range cands {
+		if c.lo() <= best.x && best.x <= c.hi() {
+			members = append(members, i)
+		}
+	}
+	survivors, consistent := cluster(cands, members, need)
+	res := Result{Truechimers: members, Survivors: survivors, Consistent: consistent}
 	res.LoS, res.HiS = math.Inf(-1), math.Inf(1)
 	for _, i := range survivors {
 		res.LoS = math.Max(res.LoS, cands[i].lo())
@@ -139,98 +133,139 @@ func Select(cands []Candidate, opt Options) (Result, error) {
 	return res, nil
 }
 
-// bestStretch sweeps the interval edges and returns the best stretch that
-// at least need intervals cover; tied is set when another stretch scores
-// the same.
-func bestStretch(cands []Candidate, need int, opt Options) (best stretch, tied, ok bool) {
-	edges := make([]float64, 0, 2*len(cands))
+// agreeSigmas caps a candidate's misfit: an estimate further than this
+// many of its own standard deviations from a point disagrees with it, and
+// costs the same however far it is.
+const agreeSigmas = 3
+
+// point is a candidate for the true offset: where the intervals of at
+// least need candidates overlap.
+type point struct {
+	x       float64
+	cost    float64 // robust misfit of all the estimates
+	segment int     // the admissible segment it lies in
+}
+
+// choose returns the point of the admissible region (covered by at least
+// need intervals) that the estimates fit best: the least Σ min((x_i −
+// θ)²/v_i, agreeSigmas²) over every candidate, v_i its own variance, a
+// robust likelihood in which a source either agrees (and counts by its
+// misfit) or does not (and costs the same however far off it is). tied
+// is set when a point elsewhere in the region fits as well.
+func choose(cands []Candidate, need int, opt Options) (best point, tied, ok bool) {
+	segs := admissible(cands, need)
+	if len(segs) == 0 {
+		return point{}, false, false
+	}
+	// The misfit is quadratic between the breakpoints x_i ± 3σ_i: on each
+	// piece its minimum is the agreeing estimates' weighted mean, clamped
+	// to the piece.
+	var brk []float64
 	for _, c := range cands {
-		edges = append(edges, c.lo(), c.hi())
+		d := agreeSigmas * math.Sqrt(ownVar(c))
+		brk = append(brk, c.Est.X-d, c.Est.X+d)
 	}
-	sort.Float64s(edges)
-	for k := range edges {
-		// Each edge alone (where touching intervals meet), and the open
-		// stretch up to the next edge.
-		lo := edges[k]
-		his := []float64{lo}
-		if k+1 < len(edges) && edges[k+1] > lo {
-			his = append(his, edges[k+1])
+	var pts []point
+	for k, sg := range segs {
+		cuts := []float64{sg[0], sg[1]}
+		for _, b := range brk {
+			if b > sg[0] && b < sg[1] {
+				cuts = append(cuts, b)
+			}
 		}
-		for _, hi := range his {
-			s := stretch{lo: lo, hi: hi}
-			for i, c := range cands {
-				if c.lo() <= lo && hi <= c.hi() {
-					s.members = append(s.members, i)
-					s.tightSum += 1 / (c.BoundS*c.BoundS + c.Est.VarX)
+		sort.Float64s(cuts)
+		for j := 0; j+1 < len(cuts) || j == 0; j++ {
+			lo, hi := cuts[j], cuts[min(j+1, len(cuts)-1)]
+			mid := (lo + hi) / 2
+			var sw, swx float64
+			for _, c := range cands {
+				if v := ownVar(c); (c.Est.X-mid)*(c.Est.X-mid) < agreeSigmas*agreeSigmas*v {
+					sw += 1 / v
+					swx += c.Est.X / v
 				}
-				if d := distanceTo(c.Est.X, lo, hi); d*d <= agreeSigmas*agreeSigmas*c.Est.VarX {
-					s.agree++
-					s.misfit += d * d / c.Est.VarX
-				}
 			}
-			if len(s.members) < need {
-				continue
+			x := mid
+			if sw > 0 {
+				x = math.Max(lo, math.Min(hi, swx/sw))
 			}
-			s.prev = opt.HavePrevious && distanceTo(opt.Previous, lo, hi) == 0
-			switch c := compare(s, best); {
-			case !ok || c > 0:
-				best, tied, ok = s, false, true
-			case c == 0 && !sameMembers(s.members, best.members):
-				tied = true
+			pts = append(pts, point{x: x, cost: misfit(cands, x), segment: k})
+			if len(cuts) == 1 {
+				break
 			}
 		}
 	}
-	return best, tied, ok
+	best = pts[0]
+	for _, p := range pts[1:] {
+		if p.cost < best.cost {
+			best = p
+		}
+	}
+	// Another admissible segment with a point as good is a tie, broken
+	// only by the previous estimate.
+	for _, p := range pts {
+		if p.segment == best.segment || p.cost > best.cost*(1+1e-9)+1e-12 {
+			continue
+		}
+		if !opt.HavePrevious {
+			return best, true, true
+		}
+		in := func(q point) bool {
+			return segs[q.segment][0] <= opt.Previous && opt.Previous <= segs[q.segment][1]
+		}
+		switch {
+		case in(p) && !in(best):
+			best = p
+		case in(p) == in(best):
+			return best, true, true
+		}
+	}
+	return best, false, true
 }
 
-// compare orders stretches: more agreement, more members, a closer
-// agreement, tighter intervals, then the previous estimate's.
-func compare(a, b stretch) int {
-	switch {
-	case a.agree != b.agree:
-		return a.agree - b.agree
-	case len(a.members) != len(b.members):
-		return len(a.members) - len(b.members)
-	case a.misfit != b.misfit:
-		if a.misfit < b.misfit {
-			return 1
-		}
-		return -1
-	case a.tightSum != b.tightSum:
-		if a.tightSum > b.tightSum {
-			return 1
-		}
-		return -1
-	case a.prev != b.prev:
-		if a.prev {
-			return 1
-		}
-		return -1
+// misfit is the robust misfit of every candidate's estimate at x.
+func misfit(cands []Candidate, x float64) float64 {
+	var cost float64
+	for _, c := range cands {
+		d := c.Est.X - x
+		cost += math.Min(d*d/ownVar(c), agreeSigmas*agreeSigmas)
 	}
-	return 0
+	return cost
 }
 
-func sameMembers(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
+// admissible returns the stretches of the line, as [lo, hi] pairs in
+// order, that at least need candidates' intervals cover.
+func admissible(cands []Candidate, need int) [][2]float64 {
+	type edge struct {
+		at    float64
+		start bool
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+	edges := make([]edge, 0, 2*len(cands))
+	for _, c := range cands {
+		edges = append(edges, edge{c.lo(), true}, edge{c.hi(), false})
+	}
+	// Starts before ends at the same point, so touching intervals overlap.
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at != edges[j].at {
+			return edges[i].at < edges[j].at
 		}
+		return edges[i].start && !edges[j].start
+	})
+	var segs [][2]float64
+	n := 0
+	for _, e := range edges {
+		if e.start {
+			n++
+			if n == need {
+				segs = append(segs, [2]float64{e.at, e.at})
+			}
+			continue
+		}
+		if n == need {
+			segs[len(segs)-1][1] = e.at
+		}
+		n--
 	}
-	return true
-}
-
-// distanceTo is how far x lies outside [lo, hi].
-func distanceTo(x, lo, hi float64) float64 {
-	switch {
-	case x < lo:
-		return lo - x
-	case x > hi:
-		return x - hi
-	}
-	return 0
+	return segs
 }
 
 // chi2Limit999 is the 99.9 % quantile of χ² with k degrees of freedom,

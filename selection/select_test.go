@@ -61,7 +61,10 @@ func TestSelectGuarantee(t *testing.T) {
 		for i := range cands {
 			cands[i].Est.CommonVarX = cands[i].Est.VarX * rng.Float64()
 		}
-		rng.Shuffle(n, func(i, j int) { cands[i], cands[j] = cands[j], cands[i]; correct[i], correct[j] = correct[j], correct[i] })
+		rng.Shuffle(n, func(i, j int) {
+			cands[i], cands[j] = cands[j], cands[i]
+			correct[i], correct[j] = correct[j], correct[i]
+		})
 		res, err := Select(cands, Options{Voters: voters})
 		if err != nil {
 			if !errors.Is(err, ErrNoMajority) {

@@ -17,9 +17,13 @@ const (
 // synchronised for the first-below and settle times.
 const syncThresholdS = 1e-3
 
-// SettledStretch is how long the clock must first stay within ±1 ms to
-// count as settled for MaxAbsOffsetSettledS.
-const SettledStretch = 1000 * time.Second
+// The clock counts as settled for MaxAbsOffsetSettledS from the first
+// time |offset| < SettledBand after which it stays within ±1 ms for
+// SettledStretch: the start-up's convergence is over.
+const (
+	SettledBand    = 100e-6
+	SettledStretch = 1000 * time.Second
+)
 
 // RecorderConfig sets what a Recorder summarises.
 type RecorderConfig struct {
@@ -79,10 +83,10 @@ type Metrics struct {
 	// request sent, over the window; 0 without requests.
 	ClockAdjustmentsPerPoll float64 `json:"clock_adjustments_per_poll"`
 	// MaxAbsOffsetSettledS is the largest |offset| after settling, in
-	// seconds: from the start of the first stretch of SettledStretch
-	// within ±1 ms to the end of the run (the start-up excluded, every
-	// later excursion included); 0 if the clock never stayed within ±1 ms
-	// that long.
+	// seconds: from the first time |offset| < SettledBand that begins a
+	// stretch of SettledStretch within ±1 ms, to the end of the run (the
+	// start-up and its convergence excluded, every later excursion
+	// included); 0 if the clock never settled so.
 	MaxAbsOffsetSettledS float64 `json:"max_abs_offset_settled_s"`
 	// MeanPollRunS is the mean interval between requests to a server over
 	// the whole run, as chrony's figures define it: (last − first
@@ -129,9 +133,11 @@ type Recorder struct {
 	firstBelow, settle time.Duration // settle: start of the current run of good samples
 	below, settled     bool
 	maxAbs             float64
-	runMax             float64 // of the current run below 1 ms
-	sustained          bool    // a run below 1 ms lasted SettledStretch
-	maxAbsSettled      float64 // since the start of that run
+	candidate          bool          // a settling candidate in the current run below 1 ms
+	candidateT         time.Duration // its start: a sample below SettledBand
+	candidateMax       float64       // the largest |offset| since
+	sustained          bool          // a candidate lasted SettledStretch
+	maxAbsSettled      float64       // since the start of that candidate
 
 	all, win window
 }
@@ -188,14 +194,17 @@ func (r *Recorder) Add(s Sample) {
 			r.firstBelow, r.below = s.T, true
 		}
 		if !r.settled {
-			r.settle, r.settled, r.runMax = s.T, true, 0
+			r.settle, r.settled = s.T, true
 		}
-		r.runMax = max(r.runMax, abs)
-		if !r.sustained && s.T-r.settle >= SettledStretch {
-			r.sustained, r.maxAbsSettled = true, r.runMax
+		if !r.candidate && abs < SettledBand {
+			r.candidate, r.candidateT, r.candidateMax = true, s.T, 0
+		}
+		r.candidateMax = max(r.candidateMax, abs)
+		if r.candidate && !r.sustained && s.T-r.candidateT >= SettledStretch {
+			r.sustained, r.maxAbsSettled = true, r.candidateMax
 		}
 	} else {
-		r.settled = false
+		r.settled, r.candidate = false, false
 	}
 	if r.sustained {
 		r.maxAbsSettled = max(r.maxAbsSettled, abs)

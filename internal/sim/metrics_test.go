@@ -134,16 +134,18 @@ func TestMetrics(t *testing.T) {
 				MeanPollS: 64, ClockAdjustmentsPerPoll: 1},
 		},
 		{
-			// Settled from t = 5 (1000 s within ±1 ms), then one excursion.
+			// Settled from t = 6 (below 100 µs, then 1000 s within ±1 ms):
+			// the convergence before is left out, the excursion counts.
 			name: "excursion after settling",
 			cfg:  small,
 			offsets: func() []float64 {
-				s := append([]float64{0.1, 0.0005, 0.002, 0.003, 0.002}, constant(1500, 2e-4)...)
+				s := append([]float64{0.1, 0.0005, 0.002, 0.003, 0.0009, 0.0003}, constant(1500, 5e-5)...)
 				s[1200] = -0.004
+				s[1300] = 0.0008
 				return s
 			}(),
 			want: Metrics{FirstBelow1msS: ptr(1), Settle1msS: ptr(1201), MaxAbsOffsetS: 0.1,
-				RMSOffsetS: 2e-4, MaxAbsOffsetWindowS: 2e-4, MaxAbsOffsetSettledS: 0.004},
+				RMSOffsetS: 5e-5, MaxAbsOffsetWindowS: 5e-5, MaxAbsOffsetSettledS: 0.004},
 		},
 		{
 			name: "empty",
