@@ -14,19 +14,20 @@ import (
 // maxReplyBytes bounds a reply (a thousand sources take about 400 KB).
 const maxReplyBytes = 8 << 20
 
+// QueryTimeout bounds one exchange with the daemon.
+const QueryTimeout = 5 * time.Second
+
 // ErrServer wraps an error the daemon answered with.
 var ErrServer = errors.New("daemon")
 
 // Query sends one command to the daemon's control socket at path and
-// returns its reply. ctx bounds the whole exchange; without a deadline
-// it is bounded to 5 s. A reply carrying an error comes back as an error
+// returns its reply. The exchange is bounded by ctx and by QueryTimeout,
+// whichever ends first (a hung daemon must not hang wait-sync for its
+// whole timeout). A reply carrying an error comes back as an error
 // wrapping ErrServer.
 func Query(ctx context.Context, path, command string) (*Reply, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, QueryTimeout)
+	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -86,12 +87,16 @@ func SyncCheck(st *Status, maxOffset time.Duration) (ok bool, reason string) {
 // failed.
 func WaitSync(ctx context.Context, query func(context.Context) (*Status, error), maxOffset time.Duration, tick <-chan time.Time) (*Status, error) {
 	var last *Status
+	reason := "no answer yet"
 	for {
 		st, err := query(ctx)
-		reason := ""
-		if err != nil {
+		switch {
+		case err != nil && ended(ctx):
+			// Cut short by ctx: the previous answer says more.
+			return last, fmt.Errorf("%w: %s", endErr(ctx), reason)
+		case err != nil:
 			reason = err.Error()
-		} else {
+		default:
 			last = st
 			var ok bool
 			if ok, reason = SyncCheck(st, maxOffset); ok {
@@ -104,6 +109,25 @@ func WaitSync(ctx context.Context, query func(context.Context) (*Status, error),
 		case <-tick:
 		}
 	}
+}
+
+// ended reports whether ctx is done or past its deadline: a dial or read
+// bounded by the deadline fails with a timeout a moment before ctx's own
+// timer marks it done.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) <= 0
+}
+
+// endErr is ctx's error, DeadlineExceeded while its timer lags.
+func endErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
 }
 
 // StatusQuery returns a query function for WaitSync over the socket at

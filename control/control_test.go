@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -221,7 +222,9 @@ func TestBadRequestsAnswered(t *testing.T) {
 // one of the published snapshots, whole.
 func TestConcurrentClients(t *testing.T) {
 	var pub Publisher
-	pub.Publish(fakeSnapshot())
+	first := fakeSnapshot()
+	first.Status.NextPollSeconds = float64(first.Status.Stratum)
+	pub.Publish(first)
 	s := serve(t, &pub, Options{MaxClients: 64})
 	stop := make(chan struct{})
 	var pubWG sync.WaitGroup
@@ -253,7 +256,7 @@ func TestConcurrentClients(t *testing.T) {
 					return
 				}
 				if float64(r.Status.Stratum) != r.Status.NextPollSeconds || len(r.Sources) != 3 {
-					errs <- errors.New("torn snapshot")
+					errs <- fmt.Errorf("torn snapshot: stratum %d next %v sources %d", r.Status.Stratum, r.Status.NextPollSeconds, len(r.Sources))
 				}
 			}
 		}()

@@ -50,6 +50,12 @@ var (
 // less its terminating NUL).
 const maxSunPath = 107
 
+// Snapshots is where a Server reads the current snapshot: a *Publisher.
+// Load must be safe for concurrent use and never block.
+type Snapshots interface {
+	Load() *Snapshot
+}
+
 // Server serves the control protocol on a unix socket from a Publisher's
 // snapshots. It reads them only: a slow or hostile client never blocks
 // the daemon's loop.
@@ -57,7 +63,7 @@ type Server struct {
 	path string
 	ino  uint64 // the socket file's inode, to remove only our own
 	ln   *net.UnixListener
-	pub  *Publisher
+	pub  Snapshots
 	opt  Options
 	log  *slog.Logger
 	sem  chan struct{}
@@ -74,9 +80,9 @@ type Server struct {
 // socket is ErrNotSocket. The socket is made under a temporary name,
 // given its mode and group, and renamed into place, so that it is never
 // reachable with looser permissions.
-func Listen(path string, pub *Publisher, opt Options) (*Server, error) {
+func Listen(path string, pub Snapshots, opt Options) (*Server, error) {
 	if pub == nil {
-		return nil, errors.New("control: no publisher")
+		return nil, errors.New("control: no snapshot source")
 	}
 	if opt.Mode == 0 {
 		opt.Mode = 0o660
