@@ -193,10 +193,7 @@ func (s *Server) Serve() error {
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
+			if s.isClosed() {
 				return nil
 			}
 			var ne net.Error
@@ -228,6 +225,12 @@ func (s *Server) track(c net.Conn) bool {
 	return true
 }
 
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 func (s *Server) untrack(c net.Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -239,6 +242,7 @@ func (s *Server) untrack(c net.Conn) {
 func (s *Server) handle(c net.Conn) {
 	defer s.untrack(c)
 	defer c.Close()
+	defer s.finish(c)
 	_ = c.SetReadDeadline(time.Now().Add(s.opt.Timeout))
 	select {
 	case s.sem <- struct{}{}:
@@ -281,8 +285,31 @@ func readLine(r io.Reader, max int) ([]byte, error) {
 	}
 }
 
+// finish ends the reply (EOF for the client) and reads what the client
+// sent beyond its request: closing a unix socket with unread data resets
+// the connection, and the client would lose the reply it has not read yet.
+func (s *Server) finish(c net.Conn) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok || s.isClosed() {
+		return
+	}
+	_ = uc.CloseWrite()
+	_ = uc.SetReadDeadline(time.Now().Add(drainTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(uc, drainBytes))
+}
+
+// How long and how much finish drains.
+const (
+	drainTimeout = 500 * time.Millisecond
+	drainBytes   = 64 << 10
+)
+
 func (s *Server) reply(c net.Conn, r Reply) {
-	// A fresh deadline: a client that timed out reading still hears why.
+	// A fresh deadline: a client that timed out reading still hears why
+	// (unless Close is ending every connection now).
+	if s.isClosed() {
+		return
+	}
 	_ = c.SetWriteDeadline(time.Now().Add(s.opt.Timeout))
 	b, err := json.Marshal(r)
 	if err != nil { // cannot happen: plain structs and finite floats

@@ -393,10 +393,13 @@ func (t *Transport) waitStamp(sk *socket, before time.Time) (time.Time, bool) {
 // to a waiting Send instead.
 func (t *Transport) readErrQueue(sk *socket, before time.Time) (time.Time, bool) {
 	var oob [controlBufLen]byte
+	// With OPT_TSONLY no payload comes back; a buffer anyway spares
+	// x/sys a getsockopt(SO_TYPE) per call.
+	var payload [64]byte
 	var found time.Time
 	ok := false
 	for range readBatch {
-		_, oobn, _, _, err := unix.Recvmsg(sk.fd, nil, oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		_, oobn, _, _, err := unix.Recvmsg(sk.fd, payload[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 		if err == unix.EINTR {
 			continue
 		}
