@@ -174,6 +174,10 @@ type Control struct {
 	// Socket is the Unix socket path. Default "/run/ntptool/control.sock";
 	// "" disables it.
 	Socket string `toml:"socket"`
+	// Group owns the socket (mode 0660), so that its members may run the
+	// read-only commands: a group name or numeric id. Default "": the
+	// daemon's own group.
+	Group string `toml:"group"`
 }
 
 // Metrics is the Prometheus endpoint.

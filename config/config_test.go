@@ -90,7 +90,7 @@ func TestLoadFull(t *testing.T) {
 			Timeout:      sec(30),
 			OnFailure:    "slew",
 		},
-		Control: Control{Socket: ""},
+		Control: Control{Socket: "", Group: "ntp"},
 		Metrics: Metrics{Listen: "127.0.0.1:9123"},
 		Audit:   Audit{Journal: "/var/log/ntptool/other.jsonl"},
 		Log:     Log{Level: "debug", Format: "json"},
@@ -381,6 +381,10 @@ on_failure = "abort"
 			{Key: "control.socket", Line: 2, Msg: `"ctl.sock" must be an absolute path`},
 			{Key: "audit.journal", Line: 3, Msg: `"audit.jsonl" must be an absolute path`},
 		},
+	}, {
+		name: "control group",
+		text: "[control]\ngroup = \"ntp users\"\n",
+		want: []Problem{{Key: "control.group", Line: 2, Msg: `"ntp users" is not a group name or number`}},
 	}, {
 		name: "log",
 		text: "[log]\nlevel = \"INFO\"\nformat = \"xml\"\n",

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +85,10 @@ var (
 	logFormats   = []string{"text", "json"}
 )
 
+// groupName matches a POSIX group name (with the common allowance for a
+// trailing $ and upper case) or a numeric group id.
+var groupName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]{1,10})$`)
+
 // Range limits of Validate's checks.
 const (
 	maxSlewRatePPM = 100000 // the kernel's limit (tick adjustment included)
@@ -106,7 +111,8 @@ const (
 // local_stratum is 0..15; the rate limit has interval > 0, burst >= 1 and
 // table_size in [16, 2^24]; run.user is a user name or uid; hooks are non-empty commands with an absolute
 // program path and a timeout > 0; the words of dhcp_renew, on_failure and
-// log are known ones; and file paths are absolute.
+// log are known ones; control.group is a group name or number; and file
+// paths are absolute.
 func (c *Config) Validate() error {
 	v := &validator{origin: c.origin}
 	v.sources(c.Sources)
@@ -118,6 +124,9 @@ func (c *Config) Validate() error {
 	v.server(c.Server)
 	v.hooks(c.Hooks)
 	v.path("control.socket", c.Control.Socket)
+	if g := c.Control.Group; g != "" && !groupName.MatchString(g) {
+		v.add("control.group", "%q is not a group name or number", g)
+	}
 	if c.Metrics.Listen != "" {
 		v.hostPort("metrics.listen", c.Metrics.Listen)
 	}
