@@ -69,7 +69,7 @@ func Seconds(s float64) time.Duration {
 }
 
 // ErrPermission is returned when the process may not adjust the clock.
-var ErrPermission = errors.New("need CAP_SYS_TIME to adjust the clock, or run without clock control (clock.control = false)")
+var ErrPermission = errors.New("need CAP_SYS_TIME to adjust the clock, or run with --no-clock-control")
 
 // Status is the synchronisation status handed to the kernel. The kernel
 // reports it to every adjtimex caller (TIME_OK vs TIME_ERROR) and uses it
@@ -131,10 +131,10 @@ func New(k Kernel) (*Clock, error) {
 		return nil, fmt.Errorf("read kernel clock: %w", err)
 	}
 	c := &Clock{k: k}
-	if tx.Tick != 0 {
-		c.freqPPM = float64(tx.Tick-nominalTickUS) * ppmPerTickUS
+	if tx.Tick == 0 {
+		tx.Tick = nominalTickUS
 	}
-	c.freqPPM += float64(tx.Freq) / 65536
+	c.freqPPM = realizedPPM(&tx)
 	return c, nil
 }
 
@@ -178,7 +178,9 @@ func (c *Clock) slewed(mono time.Duration) time.Duration {
 }
 
 // Apply makes one clock update at monotonic time now and returns when its
-// slew ends (now if there is none).
+// slew ends (now if there is none). The frequency and the slew's rate are
+// booked as the kernel applies them (to 2⁻¹⁶ ppm, and the tick's 100 ppm
+// steps), so that Applied is exact.
 func (c *Clock) Apply(u Update, now time.Duration) (slewEnd time.Duration, err error) {
 	if math.IsNaN(u.FreqPPM) || math.Abs(u.FreqPPM) > MaxCorrectionPPM {
 		return now, fmt.Errorf("frequency correction %g ppm outside ±%g ppm", u.FreqPPM, MaxCorrectionPPM)
@@ -198,9 +200,25 @@ func (c *Clock) Apply(u Update, now time.Duration) (slewEnd time.Duration, err e
 		return now, fmt.Errorf("update clock (frequency %+.3f ppm, slew %v): %w", u.FreqPPM, u.Slew, err)
 	}
 	c.committed += c.slewed(now)
-	c.freqPPM, c.slewPPM = u.FreqPPM, slewPPM
+	c.freqPPM = quantized(u.FreqPPM)
+	c.slewPPM = 0
+	if slewPPM != 0 {
+		c.slewPPM = realizedPPM(&tx) - c.freqPPM
+	}
 	c.slewStart, c.slewEnd = now, now+Seconds(d)
 	return c.slewEnd, nil
+}
+
+// quantized is the rate correction the kernel applies for ppm.
+func quantized(ppm float64) float64 {
+	var tx unix.Timex
+	rateFields(&tx, ppm)
+	return realizedPPM(&tx)
+}
+
+// realizedPPM is the rate correction tx's tick and frequency make.
+func realizedPPM(tx *unix.Timex) float64 {
+	return float64(tx.Tick-nominalTickUS)*ppmPerTickUS + float64(tx.Freq)/65536
 }
 
 // slewPlan picks the extra rate (ppm, signed) and monotonic duration (s)

@@ -80,9 +80,9 @@ const (
 	// boundSigmas is how many standard deviations of a source's estimate
 	// its correctness interval adds to its root distance.
 	boundSigmas = 3
-	// burstTarget: an iburst goes on while the frequency's uncertainty
-	// would carry the phase further than this over the minimum poll.
-	burstTarget = 250e-6
+	// burstTarget: during an iburst's start-up the interval grows only as
+	// far as the frequency's uncertainty would carry the clock this far.
+	burstTarget = 100e-6
 	// candidateSamples is how many samples a source must have given before
 	// its estimate takes part in a selection (it votes from the start),
 	// when there are enough voters for a minority to exist (three or
@@ -132,11 +132,15 @@ type Engine struct {
 	estU     float64
 	haveEst  bool
 	distance float64 // root distance of the last selection
-	leap     int     // the leap second announced by the majority
-	held     error   // why the clock is not being corrected
-	noSelect error   // why the last selection failed
-	lastErr  error   // the last error carrying out an action
-	errCount int
+	// The phase Φ of the u-axis clock that the combined frequency yc
+	// predicts, Φ(u) = phi + yc·(u − phiU): each source's last
+	// measurement is carried forward by it (see candidate).
+	phi, phiU, yc float64
+	leap          int   // the leap second announced by the majority
+	held          error // why the clock is not being corrected
+	noSelect      error // why the last selection failed
+	lastErr       error // the last error carrying out an action
+	errCount      int
 
 	pending   *StepProposal
 	onPropose func(StepProposal)
@@ -178,8 +182,9 @@ type source struct {
 	wire  *ntpclient.Source
 	est   *estimator.Estimator
 	role  Role
-	last  ntpclient.Sample // the last usable sample
-	lastU float64          // its filter time
+	last  ntpclient.Sample  // the last usable sample
+	lastU float64           // its filter time
+	track estimator.Tracker // its phase carried by the combined frequency
 }
 
 // New builds an engine for cfg's sources and applies the drift file's
@@ -322,8 +327,7 @@ func (e *Engine) Wakeup() {
 	for _, s := range e.sources {
 		if now >= s.wire.NextPoll() {
 			e.requests++
-			settled := s.est.SigmaY()*math.Ldexp(1, s.cfg.MinPoll) <= burstTarget
-			if err := e.tr.Send(s.id, s.wire.Request(real, now, settled)); err != nil {
+			if err := e.tr.Send(s.id, s.wire.Request(real, now, e.burstLimit(s))); err != nil {
 				e.log.Warn("send", "source", s.wire.Name(), "err", err)
 			}
 		}
@@ -334,6 +338,18 @@ func (e *Engine) Wakeup() {
 			e.saveDrift(e.Drift())
 		}
 	}
+}
+
+// burstLimit is how long the frequency is good for during source s's
+// iburst start-up: the time over which its uncertainty (the combined
+// estimate's once there is one, what steers the clock) moves the clock by
+// burstTarget.
+func (e *Engine) burstLimit(s *source) time.Duration {
+	sigmaY := s.est.SigmaY()
+	if e.haveEst {
+		sigmaY = math.Sqrt(e.est.VarY)
+	}
+	return clock.Seconds(burstTarget / sigmaY)
 }
 
 // u is the filters' time axis at local time real and monotonic time mono:
@@ -361,12 +377,24 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 	}
 	txReal := s.wire.TxReal()
 	u, applied := e.u(txReal.Add(rxReal.Sub(txReal)/2), mid)
-	switch s.est.Add(u, sample.OffsetS-applied, sample.DelayS) {
+	verdict := s.est.Add(u, sample.OffsetS-applied, sample.DelayS)
+	e.log.Debug("sample", "source", s.wire.Name(), "monotonic_seconds", mid.Seconds(), "offset_seconds", sample.OffsetS,
+		"delay_seconds", sample.DelayS, "applied_seconds", applied, "verdict", int(verdict), "wander", s.est.Wander())
+	switch verdict {
 	case estimator.Outlier:
-		e.log.Debug("outlier", "source", s.wire.Name(), "offset_seconds", sample.OffsetS, "delay_seconds", sample.DelayS)
+		e.log.Debug("outlier", "source", s.wire.Name(), "monotonic_seconds", rxMono.Seconds(), "offset_seconds", sample.OffsetS, "delay_seconds", sample.DelayS)
 		return
 	case estimator.Changed:
 		e.log.Info("source changed: its estimate starts over", "source", s.wire.Name(), "offset_seconds", sample.OffsetS)
+	}
+	if e.haveEst {
+		if !s.track.Started() || verdict == estimator.Changed {
+			est, _ := s.est.Predict(u)
+			s.track.Reset(est, u, e.phiOf(u))
+		} else {
+			s.track.Predict(u, e.phiOf(u), e.est.VarY, e.est.WanderSq)
+			s.track.Update(s.est.LastMeasurement())
+		}
 	}
 	s.wire.SetPollLog2(s.est.AdaptPoll(s.wire.KoDFloorLog2()))
 	s.last, s.lastU = sample, u
@@ -406,12 +434,12 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		if !s.wire.Voting() {
 			continue
 		}
-		est, ok := s.est.Predict(u)
+		c, ok := e.candidate(s, u)
 		if !ok || s.est.Updates() < samples {
 			continue
 		}
 		live = append(live, s)
-		cands = append(cands, selection.Candidate{Est: est, BoundS: s.wire.Distance(s.est.FloorDelay()) + boundSigmas*math.Sqrt(est.VarX)})
+		cands = append(cands, c)
 	}
 	opt := selection.Options{Voters: voters}
 	if e.haveEst {
@@ -454,11 +482,47 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 	}
 	est := res.Estimate
 	e.est, e.estU, e.haveEst, e.distance = est, u, true, distance
+	e.setYc(u, est.Y)
 	return selected{res: res, waiting: !res.Consistent && len(cands) < voters, in: discipline.Input{
 		OffsetS: est.X + applied, SigmaS: math.Sqrt(est.VarX),
 		FreqError: est.Y, SigmaY: math.Sqrt(est.VarY),
 		FreqPPM: e.clk.FrequencyPPM(), DistanceS: distance, Leap: leap,
 	}}, nil
+}
+
+// phiOf is Φ at filter time u.
+func (e *Engine) phiOf(u float64) float64 { return e.phi + e.yc*(u-e.phiU) }
+
+// setYc changes the combined frequency of the u-axis clock at filter time
+// u.
+func (e *Engine) setYc(u, yc float64) {
+	e.phi, e.phiU, e.yc = e.phiOf(u), u, yc
+}
+
+// candidate is source s's candidate at filter time u for the selection:
+// its own estimate, and, once there is a combined frequency, its phase as
+// its Tracker carries it (see estimator.Tracker) for the comparison of the
+// sources.
+func (e *Engine) candidate(s *source, u float64) (selection.Candidate, bool) {
+	est, ok := s.est.Predict(u)
+	if !ok {
+		return selection.Candidate{}, false
+	}
+	c := selection.Candidate{Est: est}
+	if e.haveEst {
+		if !s.track.Started() {
+			s.track.Reset(est, u, e.phiOf(u))
+		}
+		s.track.Predict(u, e.phiOf(u), e.est.VarY, e.est.WanderSq)
+		c.Phase = est
+		c.Phase.X, c.Phase.VarX, c.Phase.CommonVarX = s.track.Phase()
+	}
+	varX := c.Est.VarX
+	if c.Phase.VarX > 0 {
+		varX = c.Phase.VarX
+	}
+	c.BoundS = s.wire.Distance(s.est.FloorDelay()) + boundSigmas*math.Sqrt(varX)
+	return c, true
 }
 
 // update selects the truechimers, combines them and corrects the clock.
@@ -501,9 +565,11 @@ func (e *Engine) execute(act discipline.Actions, now time.Duration) {
 	if act.Step == 0 {
 		u.Slew, u.MaxRatePPM, u.MinDuration = act.Slew, act.MaxSlewPPM, act.SlewDuration
 	}
-	e.apply(u, now)
+	applied := e.apply(u, now)
 	if act.Step == 0 {
-		e.setState(Synchronised)
+		if applied {
+			e.setState(Synchronised)
+		}
 		return
 	}
 	if e.pending == nil {
@@ -513,37 +579,53 @@ func (e *Engine) execute(act discipline.Actions, now time.Duration) {
 			e.onPropose(*e.pending)
 			return
 		}
-		_, err := e.CommitStep()
-		e.check("step", err)
+		e.CommitStep() // its errors are recorded
 	}
 }
 
 // apply makes a clock update and tells the estimators of the frequency
-// change.
-func (e *Engine) apply(u clock.Update, now time.Duration) {
+// change; it reports whether the update was made.
+func (e *Engine) apply(u clock.Update, now time.Duration) bool {
 	old := e.clk.FrequencyPPM()
 	if _, err := e.clk.Apply(u, now); !e.check("clock update", err) {
-		return
+		return false
 	}
 	dy := (e.clk.FrequencyPPM() - old) * 1e-6
+	real, mono := e.clk.Now()
+	uNow, _ := e.u(real, mono)
 	for _, s := range e.sources {
-		s.est.AddFrequency(dy)
+		s.est.AddFrequency(uNow, dy)
 	}
+	e.est.Y += dy
+	e.setYc(uNow, e.yc+dy)
+	return true
 }
 
-// check records err (not nil) as the last error, and logs it; it reports
-// whether err is nil.
+// check records err (not nil) as the last error, and logs it when its
+// cause differs from the last one's (a kernel that refuses every update
+// is said once, not at every poll); it reports whether err is nil.
 func (e *Engine) check(what string, err error) bool {
 	if err == nil {
 		return true
 	}
 	err = fmt.Errorf("%s: %w", what, err)
-	if e.lastErr == nil || e.lastErr.Error() != err.Error() {
+	if e.lastErr == nil || cause(e.lastErr).Error() != cause(err).Error() {
 		e.log.Error("clock", "err", err)
 	}
 	e.lastErr = err
 	e.errCount++
 	return false
+}
+
+// cause is the innermost error err wraps.
+func cause(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }
 
 func (e *Engine) setState(s State) {
@@ -585,8 +667,9 @@ func (e *Engine) CommitStep() (StepResult, error) {
 	}
 	e.log.Info("clock stepped", "step_seconds", act.Step.Seconds(), "proposed_seconds", proposed.Seconds())
 	_, now = e.clk.Now()
-	e.apply(clock.Update{FreqPPM: act.FreqPPM, Status: &act.Status}, now)
-	e.setState(Synchronised)
+	if e.apply(clock.Update{FreqPPM: act.FreqPPM, Status: &act.Status}, now) {
+		e.setState(Synchronised)
+	}
 	return StepResult{Step: act.Step, Proposed: proposed}, nil
 }
 
@@ -613,10 +696,10 @@ func (e *Engine) CancelStep(hold error) error {
 // predicted to now.
 func (e *Engine) predicted(real time.Time, now time.Duration) discipline.Input {
 	u, applied := e.u(real, now)
-	h := u - e.estU
+	est := e.est.Predict(u - e.estU)
 	return discipline.Input{
-		OffsetS: e.est.X + e.est.Y*h + applied, SigmaS: math.Sqrt(e.est.VarX + e.est.VarY*h*h),
-		FreqError: e.est.Y, SigmaY: math.Sqrt(e.est.VarY),
+		OffsetS: est.X + applied, SigmaS: math.Sqrt(est.VarX),
+		FreqError: est.Y, SigmaY: math.Sqrt(est.VarY),
 		FreqPPM: e.clk.FrequencyPPM(), DistanceS: e.distance,
 	}
 }

@@ -514,7 +514,6 @@ func TestEngineScenarios(t *testing.T) {
 		{
 			name: "jitter/1 ms",
 			run:  run{file: "jitter1ms.toml", seeds: [2]int{1, 20}, duration: 8000},
-			skip: "engine: 1 seed of 20 (2) leaves ±1 ms after settling: at σ 0.7 ms per sample the filter's wander-model choice flips under heavy noise; see docs/NOTES.md",
 			check: func(t *testing.T, r *result) {
 				one := rs.get(t, base8k20)
 				settledBy(t, r, 2000)

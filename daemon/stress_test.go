@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ntptool/ntptool/daemon"
 	"github.com/ntptool/ntptool/internal/sim"
 )
 
@@ -147,9 +148,13 @@ func TestStressFarLiars(t *testing.T) {
 }
 
 // Near liars: one server a few of its path's σ off sits inside everybody's
-// interval; it must not be averaged in once the estimates can tell: the
-// RMS stays within 1.5 x that of the same run with the server honest, and
-// the clock never gets as far off as the lie.
+// interval; it must not be averaged in once the estimates can tell, nor
+// followed: over the steady-state window the RMS stays within 1.5 x that
+// of the same run with the server honest (the median over the seeds, and
+// the 90th percentile of the per-seed ratio: the runs share their noise
+// only until their first different poll), and the clock never gets as far
+// towards the liar as the lie (the liar is ahead, so the clock would be
+// ahead: the largest signed offset, every seed).
 func TestStressNearLiars(t *testing.T) {
 	for _, n := range []int{3, 4} {
 		honest := make([]float64, n)
@@ -161,20 +166,113 @@ func TestStressNearLiars(t *testing.T) {
 				offsets := slices.Clone(honest)
 				offsets[1] = lie
 				r := runSpec(t, spec{offsets: offsets})
-				r.maxBelow(t, "max |offset| after settling", maxSettled, lie)
+				r.maxBelow(t, "largest offset towards the liar in the window", func(m sim.Metrics) float64 { return m.MaxOffsetWindowS }, lie)
 				var ratios []float64
 				for i, s := range r.res {
 					ratios = append(ratios, s.RMSOffsetS/base.res[i].RMSOffsetS)
 				}
 				slices.Sort(ratios)
-				med := ratios[len(ratios)/2]
+				p90 := ratios[len(ratios)*9/10]
 				t.Logf("RMS with the liar / honest: median %.2f, p90 %.2f, worst %.2f; median RMS %.1f µs (honest %.1f µs)",
-					med, ratios[len(ratios)*9/10], ratios[len(ratios)-1], r.sum.Median.RMSOffsetS*1e6, base.sum.Median.RMSOffsetS*1e6)
-				if r.sum.Median.RMSOffsetS > 1.5*base.sum.Median.RMSOffsetS || ratios[len(ratios)*9/10] > 1.5 {
+					ratios[len(ratios)/2], p90, ratios[len(ratios)-1], r.sum.Median.RMSOffsetS*1e6, base.sum.Median.RMSOffsetS*1e6)
+				if r.sum.Median.RMSOffsetS > 1.5*base.sum.Median.RMSOffsetS || p90 > 1.5 {
 					t.Errorf("RMS with the liar: median %.1f µs against %.1f µs honest, p90 of the per-seed ratio %.2f; want both within 1.5 x",
-						r.sum.Median.RMSOffsetS*1e6, base.sum.Median.RMSOffsetS*1e6, ratios[len(ratios)*9/10])
+						r.sum.Median.RMSOffsetS*1e6, base.sum.Median.RMSOffsetS*1e6, p90)
 				}
 			})
 		}
+	}
+}
+
+// One of two servers turns 50 ms off after the frequency is learnt:
+// there is no majority and no telling which is right. The engine stops
+// correcting the clock (no clock update from 2000 s after the change to
+// the end), holds over on the learned frequency (the clock free-runs: the
+// wander moves it by about 0.6 ms RMS in 10 000 s, far less than the 25 ms
+// that following either side would) and says so.
+func TestStressSplitHoldover(t *testing.T) {
+	sp := spec{offsets: []float64{0, 0}, right: true, duration: 15000,
+		extra: "[[events]]\nat = 5000\nserver = 2\noffset = 0.05\n"}
+	sc, err := sim.ParseScenario([]byte(sp.text()), "split")
+	if err != nil {
+		t.Fatal(err)
+	}
+	early := *sc
+	early.Duration = 7000
+	var bad []string
+	for seed := 1; seed <= stressSeeds; seed++ {
+		_, mid, err := early.RunStatus(seed, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, end, err := sc.RunStatus(seed, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case end.Updates != mid.Updates:
+			bad = append(bad, fmt.Sprintf("seed %d: %d clock updates after 7000 s", seed, end.Updates-mid.Updates))
+		case end.State != daemon.Holdover || end.NoSelection == "":
+			bad = append(bad, fmt.Sprintf("seed %d: state %v, no-selection %q; want holdover and why", seed, end.State, end.NoSelection))
+		case m.MaxAbsOffsetS > 5e-3:
+			bad = append(bad, fmt.Sprintf("seed %d: max |offset| %.2f ms", seed, m.MaxAbsOffsetS*1e3))
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d of %d seeds: %s", len(bad), stressSeeds, strings.Join(bad[:min(len(bad), 5)], "; "))
+	}
+}
+
+// Hard clocks and paths: whatever the wander and the path noise, the
+// estimator converges and its error bars are honest. Each seed settles;
+// the true offset lies within 3 of the engine's standard deviations at
+// least 99 % of the seconds (pooled over the seeds); and the estimator's
+// RMS error is within 1.5 x the RMS of the standard deviation it claims,
+// every seed (its error, not the clock's offset, which also holds the
+// slews still under way: the estimate knows of them).
+func TestStressHonestEstimates(t *testing.T) {
+	cases := []struct {
+		name  string
+		clock string
+		extra string
+		// biased: the path's asymmetry biases the samples; the estimator
+		// learns it slowly and its σ does not count the bias, so only the
+		// 3σ share is checked.
+		biased bool
+	}{
+		{"A1", "", "", false},
+		{"wander 1e-8", "offset = 0.1\nfreq = 1e-4\nwander = 1e-8", "", false},
+		{"wander 1e-7", "offset = 0.1\nfreq = 1e-4\nwander = 1e-7", "", false},
+		{"jitter 1 ms", "", "[network]\njitter = 1e-3\n", false},
+		{"WAN 20 ms + 2 ms jitter, 2 % loss", "", "[network]\nbase_delay = 0.02\njitter = 2e-3\nloss = 0.02\n", false},
+		{"asymmetric jitter 0.3", "", "[network]\njitter_asymmetry = 0.3\n", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runSpec(t, spec{offsets: []float64{0}, clock: tc.clock, extra: tc.extra})
+			var within float64
+			var never, loose []int
+			for _, s := range r.res {
+				within += s.Within3SigmaFraction / float64(len(r.res))
+				if s.Settle1msS == nil {
+					never = append(never, s.Seed)
+				}
+				if !tc.biased && s.RMSEstimateErrorS > 1.5*s.RMSSigmaS {
+					loose = append(loose, s.Seed)
+				}
+			}
+			t.Logf("within 3σ %.4f of the seconds; median RMS offset %.1f µs, estimate error %.1f µs, σ %.1f µs; median poll %.0f s",
+				within, r.sum.Median.RMSOffsetS*1e6, r.sum.Median.RMSEstimateErrorS*1e6, r.sum.Median.RMSSigmaS*1e6, r.sum.Median.MeanPollRunS)
+			if within < 0.99 {
+				t.Errorf("the true offset is within 3σ of the estimate %.2f %% of the seconds, want >= 99 %%", 100*within)
+			}
+			if len(never) > 0 {
+				t.Errorf("never settled below 1 ms: seeds %v", head(never))
+			}
+			if len(loose) > 0 {
+				t.Errorf("RMS estimate error > 1.5 x the RMS σ the estimator claims: %d seeds, %v", len(loose), head(loose))
+			}
+		})
 	}
 }

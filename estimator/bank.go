@@ -38,8 +38,12 @@ type model struct {
 	logPrior float64
 }
 
-// bankMemory is how many measurements a Bank's likelihoods remember.
-const bankMemory = 64
+// bankMemory is how many measurements a Bank's likelihoods remember:
+// about twice the filters' averaging time at the poll the model picks
+// (DISCIPLINE-NOTES: 8–24 samples), long enough to tell the hypotheses
+// apart, short enough to follow a clock whose wander changes. A longer
+// memory let a quiet stretch settle the bank on too small a wander.
+const bankMemory = 32
 
 // NewBank starts one filter per hypothesis, all from the same state.
 func NewBank(x0, sigmaX, y0, sigmaY float64, hyps []Hypothesis) *Bank {
@@ -70,6 +74,23 @@ func (b *Bank) Innovation(z, r float64) (nu, s float64) {
 		s += b.w[i] * (m.f.P[0][0] + m.scale*r + d*d)
 	}
 	return z - mean, s
+}
+
+// Explains reports whether any model finds a measurement z of variance r
+// (before the noise scales) within gate standard deviations of its
+// prediction. A measurement no hypothesis explains is an outlier; one that
+// only the wilder hypotheses explain is evidence for them, and must reach
+// the likelihoods, or a bank that settled on a small wander in a quiet
+// spell would reject, as outliers, the very samples that show the clock
+// has moved.
+func (b *Bank) Explains(z, r, gate float64) bool {
+	for _, m := range b.models {
+		nu, s := m.f.Innovation(z, m.scale*r)
+		if nu*nu <= gate*gate*s {
+			return true
+		}
+	}
+	return false
 }
 
 // Update folds a measurement z of variance r into every model and weighs
@@ -111,6 +132,8 @@ func (b *Bank) Estimate() Estimate {
 		dx, dy := m.f.X-e.X, m.f.Y-e.Y
 		e.VarX += b.w[i] * (m.f.P[0][0] + dx*dx)
 		e.VarY += b.w[i] * (m.f.P[1][1] + dy*dy)
+		e.CovXY += b.w[i] * (m.f.P[0][1] + dx*dy)
+		e.WanderSq += b.w[i] * m.f.WanderSq
 		e.CommonVarX += b.w[i] * m.f.Pc[0][0]
 		e.CommonVarY += b.w[i] * m.f.Pc[1][1]
 	}

@@ -15,6 +15,9 @@ const (
 	// priorWeight is how many pseudo-samples the prior on the delay
 	// excess (half the lowest delay) is worth.
 	priorWeight = 4.0
+	// floorBias: the lowest of n delays overstates the path's floor by
+	// floorBias·E[excess]/√n (see Add).
+	floorBias = 0.63
 	// learning is how many updates the estimator takes to trust its
 	// frequency; before that an outlier resets the frequency to
 	// resetSigmaY (the kernel's whole range) instead of being dropped.
@@ -75,6 +78,29 @@ type Estimate struct {
 	// measurement), shared by every source's estimate of the same clock;
 	// the rest comes from this source's measurements alone.
 	CommonVarX, CommonVarY float64
+	// CovXY is the covariance of X and Y, and WanderSq the wander density
+	// (1/s) the estimate believes in: with them it can be predicted ahead
+	// (see Predict).
+	CovXY, WanderSq float64
+}
+
+// Predict returns the estimate h seconds ahead: the phase moves by the
+// frequency, its variance grows by the frequency's uncertainty and the
+// wander (Var[x + y·h] + q·h³/3), and the frequency's by q·h; the wander's
+// part is common to the sources.
+func (est Estimate) Predict(h float64) Estimate {
+	if h <= 0 {
+		return est
+	}
+	q := est.WanderSq
+	w := q * h * h * h / 3
+	est.X += est.Y * h
+	est.VarX += 2*h*est.CovXY + h*h*est.VarY + w
+	est.CommonVarX += h*h*est.CommonVarY + w
+	est.CovXY += h*est.VarY + q*h*h/2
+	est.VarY += q * h
+	est.CommonVarY += q * h
+	return est
 }
 
 // Estimator is the per-source estimation of the local clock against one
@@ -91,6 +117,8 @@ type Estimator struct {
 	bank        *Bank
 	lastU       float64 // filter time of the state
 	updateU     float64 // filter time of the last accepted measurement
+	lastZ       float64 // that measurement, corrected for asymmetry
+	lastR       float64 // and its variance, with the noise scale
 	floor       float64 // lowest delay seen (s)
 	meanExcess  float64 // running mean of delay − floor (s)
 	meanR       float64 // running mean measurement variance (s²)
@@ -110,15 +138,19 @@ func New(cfg Config) *Estimator {
 	return &Estimator{cfg: cfg, pollLog2: cfg.MinPoll}
 }
 
-// hypotheses are the models of an estimator's bank: the wander prior, a
-// decade below and up to two and a half above, in half-decade steps (a
-// quartz in a steady room to a VM's clock); each with the delays
-// explaining the noise, or the path noisier than that by 3, 10 or 30
-// times in variance (a server's own timestamping noise, a path whose
-// queues are not exponential).
+// hypotheses are the models of an estimator's bank: the wander prior and
+// up to two and a half decades above, in half-decade steps (a quartz in a
+// steady room to a VM's clock); each with the delays explaining the noise,
+// or the path noisier than that by 3, 10 or 30 times in variance (a
+// server's own timestamping noise, a path whose queues are not
+// exponential). None below the prior: a wander too small makes a filter
+// too sure of itself, which rejects the samples that would correct it and
+// follows the clock's moves late (the rare 100–200 µs excursions of a
+// bank that could pick a decade below), while one too large only costs a
+// little noise.
 func hypotheses(prior float64) []Hypothesis {
 	var hs []Hypothesis
-	for _, k := range []float64{0, -1, -0.5, 0.5, 1, 1.5, 2, 2.5} {
+	for _, k := range []float64{0, 0.5, 1, 1.5, 2, 2.5} {
 		for j, s := range []float64{1, 3, 10, 30} {
 			hs = append(hs, Hypothesis{Wander: prior * math.Pow(10, k), NoiseScale: s, LogPrior: -float64(j)})
 		}
@@ -142,9 +174,14 @@ func (e *Estimator) FloorDelay() float64 { return e.floor }
 // round trip over the path's fastest one, the error is within ±d/2 and,
 // for exponential queueing, roughly uniform there, so Var = d²/12. The
 // fastest round trip is only known as the lowest delay seen so far, which
-// overstates it by about 0.63·E[excess]/√n after n samples (the minimum of
-// n Gamma(2) excesses); that is added to each excess. Until samples come
-// in, the mean excess is assumed to be half the lowest delay (priorWeight
+// overstates it by about m = 0.63·E[excess]/√n after n samples (the
+// minimum of n Gamma(2) excesses, a Rayleigh tail); that is added to each
+// excess. The excesses measured above the lowest delay are short by m
+// too, so with their mean x̄, m = 0.63·(x̄ + m)/√n, m = 0.63·x̄/(√n −
+// 0.63): without the correction the first dozen samples, whose floor is
+// the least known, were trusted half again too much (a frequency after an
+// iburst off by 4–6 of its σ in 1 seed of 400). Until samples come in,
+// the mean excess is assumed to be half the lowest delay (priorWeight
 // pseudo-samples), so that two alike early samples are not taken as exact.
 func (e *Estimator) Add(u, z, delayS float64) Verdict {
 	if e.samples == 0 || delayS < e.floor {
@@ -159,7 +196,7 @@ func (e *Estimator) Add(u, z, delayS float64) Verdict {
 	n := float64(min(e.samples, excessMemory))
 	e.meanExcess += (excess - e.meanExcess) / n
 	scale := (n*e.meanExcess + priorWeight*e.floor/2) / (n + priorWeight)
-	d := excess + 0.63*scale/math.Sqrt(n)
+	d := excess + floorBias*scale/(math.Sqrt(n)-floorBias)
 	r := (d*d + q0*q0) / 12
 	e.meanR += (r - e.meanR) / n
 	if e.bank == nil {
@@ -167,6 +204,7 @@ func (e *Estimator) Add(u, z, delayS float64) Verdict {
 		e.bank = NewBank(z, delayS/2+q0, 0, e.cfg.SigmaY0, hypotheses(e.cfg.Wander))
 		e.lastU, e.updateU = u, u
 		e.updates++
+		e.lastZ, e.lastR = z, r
 		return Accepted
 	}
 	e.advance(u)
@@ -175,7 +213,7 @@ func (e *Estimator) Add(u, z, delayS float64) Verdict {
 	z -= e.alpha * excess
 	nu, sv := e.bank.Innovation(z, r)
 	verdict := Accepted
-	switch outlier := nu*nu > gate*gate*sv; {
+	switch outlier := !e.bank.Explains(z, r, gate); {
 	case e.updates < learning && nu*nu > wrongPrior*wrongPrior*sv:
 		// Still learning, and far off: the frequency prior (a stale drift
 		// file, say) was wrong, not the sample. Forget the frequency and
@@ -202,6 +240,7 @@ func (e *Estimator) Add(u, z, delayS float64) Verdict {
 	e.bank.Update(z, r)
 	e.updates++
 	e.updateU = u
+	e.lastZ, e.lastR = z, r*e.bank.NoiseScale()
 	e.learnAsymmetry(nu, excess)
 	return verdict
 }
@@ -250,11 +289,26 @@ func (e *Estimator) Peek(u float64) (est Estimate, ok bool) {
 }
 
 // AddFrequency tells the estimator of a frequency correction dy (s/s) the
-// daemon applied to the clock.
-func (e *Estimator) AddFrequency(dy float64) {
+// daemon applied to the clock at filter time u.
+func (e *Estimator) AddFrequency(u, dy float64) {
 	if e.bank != nil {
+		e.advance(u)
 		e.bank.each(func(f *Filter) { f.AddFrequency(dy) })
 	}
+}
+
+// LastMeasurement is the last accepted measurement as the filters took it
+// (corrected for the path's asymmetry) and its variance (scaled as the
+// noise hypotheses weigh it), for a Tracker.
+func (e *Estimator) LastMeasurement() (z, r float64) { return e.lastZ, e.lastR }
+
+// Wander is the clock's random-walk frequency noise the estimator
+// believes in ((s/s)/√s); 0 before the first measurement.
+func (e *Estimator) Wander() float64 {
+	if e.bank == nil {
+		return 0
+	}
+	return math.Sqrt(e.bank.WanderSq())
 }
 
 // SigmaY is the standard deviation of the frequency estimate (s/s); +Inf

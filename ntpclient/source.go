@@ -9,11 +9,12 @@ import (
 
 // Protocol manners of a source.
 const (
-	// With iburst set, the first iburstMin requests go 2 s apart, and up
-	// to iburstMax while the caller says the frequency is not known well
-	// enough for the first regular poll interval.
+	// With iburst set, the first iburstMin requests go 2 s apart; then
+	// the interval grows, doubling at most, as the caller's limit allows,
+	// until it reaches the poll interval (see Request); at most
+	// iburstMax requests go before it does.
 	iburstMin      = 4
-	iburstMax      = 8
+	iburstMax      = 12
 	iburstInterval = 2 * time.Second
 	// retryAfter is when a request without a reply is sent again.
 	retryAfter = 2 * time.Second
@@ -56,6 +57,7 @@ type Source struct {
 	txReal      time.Time
 	txMono      time.Duration
 	buf         []byte
+	burst       time.Duration // the start-up interval in force; −1 once it reached the poll
 	requests    int           // requests sent, retries included
 	polls       int           // scheduled polls (requests less retries)
 	firstPoll   time.Duration // monotonic time of the first poll
@@ -113,17 +115,21 @@ func (s *Source) SetPollLog2(p int) {
 func (s *Source) KoDFloorLog2() int { return s.kodPoll }
 
 // Request starts an exchange at local time real (monotonic mono): it
-// returns the packet to send and schedules the next request. settled
-// says whether the caller knows the frequency well enough for the
-// regular poll interval; until then an iburst continues, up to iburstMax
-// requests. An exchange still in flight counts as lost. A request lost at
+// returns the packet to send and schedules the next request. With
+// iburst, the first iburstMin requests go 2 s apart, and the next ones at
+// the longest interval, doubling at most, within limit (how long the
+// caller's frequency is good for: the clock must not drift far before the
+// next sample) until that reaches the poll interval, after iburstMax
+// requests at the latest: a start-up that tapers instead of stopping
+// dead with a frequency learnt over a few seconds and then waiting a
+// whole poll. An exchange still in flight counts as lost. A request lost at
 // a long poll interval is retried once, retryAfter later, so that a lossy
 // path does not leave the clock unmeasured for several polls (about one
 // packet more per lost one). The packet's transmit timestamp is random,
 // as beevik/ntp's is: the origin check then stops off-path spoofers, and
 // the request does not reveal the local time; the local send time is
 // kept here.
-func (s *Source) Request(real time.Time, mono time.Duration, settled bool) []byte {
+func (s *Source) Request(real time.Time, mono time.Duration, limit time.Duration) []byte {
 	retry := s.outstanding && s.retryAt != 0 && mono >= s.retryAt && mono < s.nextPoll
 	if s.outstanding {
 		s.reach <<= 1
@@ -146,10 +152,7 @@ func (s *Source) Request(real time.Time, mono time.Duration, settled bool) []byt
 	if retry {
 		return s.buf
 	}
-	interval := s.pollInterval()
-	if s.inBurst(settled) {
-		interval = iburstInterval
-	}
+	interval := s.startInterval(limit)
 	s.nextPoll = mono + interval
 	if interval >= 8*retryAfter {
 		s.retryAt = mono + retryAfter
@@ -235,17 +238,25 @@ func (s *Source) pollInterval() time.Duration {
 	return time.Duration(math.Ldexp(float64(time.Second), s.pollLog2))
 }
 
-// inBurst reports whether the next request follows the iburst spacing:
-// always for the first iburstMin requests, then while the frequency is
-// not settled, up to iburstMax.
-func (s *Source) inBurst(settled bool) bool {
+// startInterval is the interval to the next request: the poll interval,
+// or during an iburst's start-up the interval that Request describes.
+func (s *Source) startInterval(limit time.Duration) time.Duration {
+	poll := s.pollInterval()
 	switch {
-	case !s.cfg.IBurst || s.requests >= iburstMax:
-		return false
-	case s.requests < iburstMin || !s.answered:
-		return true
+	case !s.cfg.IBurst || s.burst < 0:
+		return poll
+	case s.requests < iburstMin || !s.answered || s.burst == 0:
+		s.burst = iburstInterval
+	case s.requests >= iburstMax:
+		s.burst = poll
+	case 2*s.burst <= limit:
+		s.burst *= 2 // at most a doubling per request
 	}
-	return !settled
+	if s.burst >= poll {
+		s.burst = -1 // the start-up is over
+		return poll
+	}
+	return s.burst
 }
 
 // Distance is the source's root distance (s): half this hop's lowest

@@ -37,7 +37,7 @@ func newTestSource() *Source {
 // exchange sends a request at mono and answers it 200 µs later.
 func exchange(s *Source, mono time.Duration, forge func([]byte)) (Sample, error) {
 	real := t0.Add(mono)
-	req := s.Request(real, mono, true)
+	req := s.Request(real, mono, time.Hour)
 	pkt := reply(req, real.Add(100*time.Microsecond), forge)
 	sample, _, err := s.Reply(pkt, real.Add(200*time.Microsecond), mono+200*time.Microsecond)
 	return sample, err
@@ -83,9 +83,12 @@ func TestSourceVoting(t *testing.T) {
 		votes bool
 	}{
 		{"before its first request", func(*Source) {}, true},
-		{"first request in flight", func(s *Source) { s.Request(t0, 0, true) }, true},
+		{"first request in flight", func(s *Source) { s.Request(t0, 0, time.Hour) }, true},
 		{"answers well", func(s *Source) { exchange(s, 0, nil) }, true},
-		{"never answered two requests", func(s *Source) { s.Request(t0, 0, true); s.Request(t0.Add(64*time.Second), 64*time.Second, true) }, false},
+		{"never answered two requests", func(s *Source) {
+			s.Request(t0, 0, time.Hour)
+			s.Request(t0.Add(64*time.Second), 64*time.Second, time.Hour)
+		}, false},
 		{"answers unsynchronised", func(s *Source) {
 			exchange(s, 0, nil)
 			exchange(s, 64*time.Second, func(r []byte) { r[0] |= 3 << 6 })
@@ -93,7 +96,7 @@ func TestSourceVoting(t *testing.T) {
 		{"stopped answering", func(s *Source) {
 			exchange(s, 0, nil)
 			for i := 1; i <= 9; i++ {
-				s.Request(t0, time.Duration(i)*64*time.Second, true)
+				s.Request(t0, time.Duration(i)*64*time.Second, time.Hour)
 			}
 		}, false},
 	}
@@ -111,7 +114,7 @@ func TestSourceVoting(t *testing.T) {
 func TestSourceReplyChecks(t *testing.T) {
 	s := newTestSource()
 	real := t0
-	req := s.Request(real, 0, true)
+	req := s.Request(real, 0, time.Hour)
 	if binary.BigEndian.Uint64(req[40:]) == uint64(ntpwire.FromTime(real)) {
 		t.Error("the request carries the local time as its transmit timestamp")
 	}
@@ -126,7 +129,7 @@ func TestSourceReplyChecks(t *testing.T) {
 	if _, _, err := s.Reply(reply(req, real, nil), real, 0); !errors.Is(err, ErrNotOurs) {
 		t.Errorf("a second reply to the same request: %v, want ErrNotOurs", err)
 	}
-	req = s.Request(real, 64*time.Second, true)
+	req = s.Request(real, 64*time.Second, time.Hour)
 	slow := reply(req, real, nil)
 	if _, _, err := s.Reply(slow, real.Add(4*time.Second), 68*time.Second); !errors.Is(err, ErrDelay) {
 		t.Errorf("a 4 s round trip: %v, want ErrDelay", err)

@@ -23,13 +23,16 @@
 //
 // Within those bounds the choice is by agreement, never by order: of the
 // points that a majority of intervals cover, Select takes the one that
-// all the estimates fit best, each source counting its misfit
-// ((x_i − θ)/σ_i)² up to 3² (a robust likelihood: a source either agrees
-// with θ, and counts by how well, or does not, and costs the same however
-// far off it is); σ_i is the source's own deviation, without the clock's
-// error that all sources share. Two separate stretches that fit equally
-// well are told apart only by the previous estimate, or reported as no
-// majority: the sources cannot tell which side is right. The intervals
+// the most sources' estimates agree with (|x_i − θ| ≤ 3σ_i), and among
+// those the one all the estimates fit best, by a robust likelihood
+// (Student t errors): each source's misfit d_i = (x_i − θ)/σ_i counts as
+// 9·ln(1 + d_i²/9), so a source that agrees with θ counts almost as a
+// squared error and one that does not only by a logarithm; σ_i is the
+// source's own deviation, without the clock's error that all sources
+// share. Precision breaks ties but does not buy votes. Two points that
+// fit equally well, covered by different sources, are told apart only by
+// the previous estimate, or reported as no majority: the sources cannot
+// tell which side is right. The intervals
 // covering the chosen point are the truechimers. The clustering then
 // drops, one at a time, the truechimer whose removal most reduces the
 // spread, while that spread exceeds the survivors' own noise (a χ² test at
@@ -42,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/ntptool/ntptool/estimator"
@@ -55,15 +59,30 @@ var ErrNoMajority = errors.New("no majority of the sources agrees")
 // common time of the selection.
 type Candidate struct {
 	// Est is the source's estimate of the (uncorrected) clock against it:
-	// X (s) with VarX, Y (s/s) with VarY.
+	// X (s) with VarX, Y (s/s) with VarY. The survivors' estimates are
+	// combined.
 	Est estimator.Estimate
+	// Phase, when its VarX is set, is how the source's phase compares
+	// with the others' (its measurements carried forward by a frequency
+	// common to all the sources, see estimator.Tracker): the intervals,
+	// the choice and the clustering use its X, VarX and CommonVarX. Zero:
+	// Est's.
+	Phase estimator.Estimate
 	// BoundS is the half-width of its correctness interval, in seconds:
 	// the root distance and a multiple of the estimate's deviation.
 	BoundS float64
 }
 
-func (c Candidate) lo() float64 { return c.Est.X - c.BoundS }
-func (c Candidate) hi() float64 { return c.Est.X + c.BoundS }
+// cmp is the estimate the selection compares.
+func (c Candidate) cmp() estimator.Estimate {
+	if c.Phase.VarX > 0 {
+		return c.Phase
+	}
+	return c.Est
+}
+
+func (c Candidate) lo() float64 { return c.cmp().X - c.BoundS }
+func (c Candidate) hi() float64 { return c.cmp().X + c.BoundS }
 
 // Result is a selection.
 type Result struct {
@@ -104,7 +123,8 @@ func Select(cands []Candidate, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("%w: %d of %d sources answered", ErrNoMajority, len(cands), voters)
 	}
 	for _, c := range cands {
-		if !finite(c.Est.X, c.Est.VarX, c.Est.Y, c.Est.VarY, c.BoundS) || c.BoundS < 0 || c.Est.VarX <= 0 || c.Est.VarY <= 0 {
+		p := c.cmp()
+		if !finite(c.Est.X, c.Est.VarX, c.Est.Y, c.Est.VarY, c.BoundS, p.X, p.VarX) || c.BoundS < 0 || c.Est.VarX <= 0 || c.Est.VarY <= 0 {
 			return Result{}, fmt.Errorf("%w: an estimate is not finite", ErrNoMajority)
 		}
 	}
@@ -115,12 +135,7 @@ func Select(cands []Candidate, opt Options) (Result, error) {
 	if tied {
 		return Result{}, fmt.Errorf("%w: two sets of sources are equally well supported", ErrNoMajority)
 	}
-	var members []int
-	for i, c := range cands {
-		if c.lo() <= best.x && best.x <= c.hi() {
-			members = append(members, i)
-		}
-	}
+	members := best.members
 	survivors, consistent := cluster(cands, members, need)
 	res := Result{Truechimers: members, Survivors: survivors, Consistent: consistent}
 	res.LoS, res.HiS = math.Inf(-1), math.Inf(1)
@@ -133,103 +148,161 @@ func Select(cands []Candidate, opt Options) (Result, error) {
 	return res, nil
 }
 
-// agreeSigmas caps a candidate's misfit: an estimate further than this
-// many of its own standard deviations from a point disagrees with it, and
-// costs the same however far it is.
+// agreeSigmas is the scale of the robust misfit, in a candidate's own
+// standard deviations: an estimate within it of a point agrees with the
+// point; beyond it, its misfit grows only as a logarithm.
 const agreeSigmas = 3
 
 // point is a candidate for the true offset: where the intervals of at
 // least need candidates overlap.
 type point struct {
 	x       float64
+	agree   int     // estimates within agreeSigmas of their own σ
 	cost    float64 // robust misfit of all the estimates
-	segment int     // the admissible segment it lies in
+	members []int   // the intervals that cover it
+}
+
+// better orders points: more agreeing estimates, then a lower misfit.
+func (p point) better(q point) bool {
+	if p.agree != q.agree {
+		return p.agree > q.agree
+	}
+	return p.cost < q.cost
 }
 
 // choose returns the point of the admissible region (covered by at least
-// need intervals) that the estimates fit best: the least Σ min((x_i −
-// θ)²/v_i, agreeSigmas²) over every candidate, v_i its own variance, a
-// robust likelihood in which a source either agrees (and counts by its
-// misfit) or does not (and costs the same however far off it is). tied
-// is set when a point elsewhere in the region fits as well.
+// need intervals) that the most estimates agree with (|x_i − θ| ≤ 3σ_i,
+// σ_i its own standard deviation), and among those the one they fit best:
+// the least Σ ρ(d_i) over every candidate, d_i = (x_i − θ)/σ_i and ρ(d) =
+// c²·ln(1 + d²/c²), c = agreeSigmas — the negative log-likelihood of a
+// Student t (Cauchy) error, a robust fit in which an estimate near θ
+// counts almost as a squared error and a far one only by a logarithm.
+// Counting first means that precision breaks ties but does not buy
+// votes: two tight liars do not out-vote three looser honest sources.
+// tied is set when a point covered by other intervals is as good.
 func choose(cands []Candidate, need int, opt Options) (best point, tied, ok bool) {
 	segs := admissible(cands, need)
 	if len(segs) == 0 {
 		return point{}, false, false
 	}
-	// The misfit is quadratic between the breakpoints x_i ± 3σ_i: on each
-	// piece its minimum is the agreeing estimates' weighted mean, clamped
-	// to the piece.
-	var brk []float64
+	// Candidate points: the local minima of the misfit reached from each
+	// estimate, and on each piece between the agreement breakpoints
+	// x_i ± 3σ_i the agreeing estimates' weighted mean; each clamped to
+	// each admissible stretch, with the stretches' ends.
+	var xs, brk []float64
 	for _, c := range cands {
+		xs = append(xs, localMin(cands, c.cmp().X))
 		d := agreeSigmas * math.Sqrt(ownVar(c))
-		brk = append(brk, c.Est.X-d, c.Est.X+d)
+		brk = append(brk, c.cmp().X-d, c.cmp().X+d)
 	}
-	var pts []point
-	for k, sg := range segs {
-		cuts := []float64{sg[0], sg[1]}
-		for _, b := range brk {
-			if b > sg[0] && b < sg[1] {
-				cuts = append(cuts, b)
-			}
-		}
-		sort.Float64s(cuts)
-		for j := 0; j+1 < len(cuts) || j == 0; j++ {
-			lo, hi := cuts[j], cuts[min(j+1, len(cuts)-1)]
-			mid := (lo + hi) / 2
+	sort.Float64s(brk)
+	for k := 0; k+1 < len(brk); k++ {
+		if mid := (brk[k] + brk[k+1]) / 2; brk[k+1] > brk[k] {
 			var sw, swx float64
 			for _, c := range cands {
-				if v := ownVar(c); (c.Est.X-mid)*(c.Est.X-mid) < agreeSigmas*agreeSigmas*v {
+				if v, x := ownVar(c), c.cmp().X; (x-mid)*(x-mid) <= agreeSigmas*agreeSigmas*v {
 					sw += 1 / v
-					swx += c.Est.X / v
+					swx += x / v
 				}
 			}
-			x := mid
 			if sw > 0 {
-				x = math.Max(lo, math.Min(hi, swx/sw))
+				xs = append(xs, math.Max(brk[k], math.Min(brk[k+1], swx/sw)))
 			}
-			pts = append(pts, point{x: x, cost: misfit(cands, x), segment: k})
-			if len(cuts) == 1 {
-				break
-			}
+		}
+	}
+	var pts []point
+	for _, sg := range segs {
+		try := []float64{sg[0], sg[1]}
+		for _, x := range xs {
+			try = append(try, math.Max(sg[0], math.Min(sg[1], x)))
+		}
+		for _, x := range try {
+			pts = append(pts, evaluate(cands, x))
 		}
 	}
 	best = pts[0]
 	for _, p := range pts[1:] {
-		if p.cost < best.cost {
+		if p.better(best) {
 			best = p
 		}
 	}
-	// Another admissible segment with a point as good is a tie, broken
-	// only by the previous estimate.
+	best.members = covering(cands, best.x)
+	// A point as good that other intervals cover is a tie, broken only by
+	// the previous estimate.
 	for _, p := range pts {
-		if p.segment == best.segment || p.cost > best.cost*(1+1e-9)+1e-12 {
+		if p.agree != best.agree || p.cost > best.cost*(1+1e-9)+1e-12 {
+			continue
+		}
+		p.members = covering(cands, p.x)
+		if slices.Equal(p.members, best.members) {
 			continue
 		}
 		if !opt.HavePrevious {
 			return best, true, true
 		}
-		in := func(q point) bool {
-			return segs[q.segment][0] <= opt.Previous && opt.Previous <= segs[q.segment][1]
-		}
+		pd, bd := math.Abs(p.x-opt.Previous), math.Abs(best.x-opt.Previous)
 		switch {
-		case in(p) && !in(best):
+		case pd < bd:
 			best = p
-		case in(p) == in(best):
+		case pd == bd:
 			return best, true, true
 		}
 	}
 	return best, false, true
 }
 
+// evaluate scores x.
+func evaluate(cands []Candidate, x float64) point {
+	p := point{x: x, cost: misfit(cands, x)}
+	for _, c := range cands {
+		if d := c.cmp().X - x; d*d <= agreeSigmas*agreeSigmas*ownVar(c) {
+			p.agree++
+		}
+	}
+	return p
+}
+
+// localMin descends the misfit from x by iteratively reweighted least
+// squares: each estimate weighted by ρ'(d)/d = 1/(σ²(1 + d²/c²)).
+func localMin(cands []Candidate, x float64) float64 {
+	for range 30 {
+		var sw, swx float64
+		for _, c := range cands {
+			v := ownVar(c)
+			d := c.cmp().X - x
+			w := 1 / (v * (1 + d*d/(v*agreeSigmas*agreeSigmas)))
+			sw += w
+			swx += w * c.cmp().X
+		}
+		next := swx / sw
+		if math.Abs(next-x) <= 1e-15+1e-12*math.Abs(x) {
+			return next
+		}
+		x = next
+	}
+	return x
+}
+
 // misfit is the robust misfit of every candidate's estimate at x.
 func misfit(cands []Candidate, x float64) float64 {
+	const c2 = agreeSigmas * agreeSigmas
 	var cost float64
 	for _, c := range cands {
-		d := c.Est.X - x
-		cost += math.Min(d*d/ownVar(c), agreeSigmas*agreeSigmas)
+		d := c.cmp().X - x
+		cost += c2 * math.Log1p(d*d/(ownVar(c)*c2))
 	}
 	return cost
+}
+
+// covering returns the candidates whose intervals contain x, ascending.
+func covering(cands []Candidate, x float64) []int {
+	var members []int
+	for i, c := range cands {
+		if c.lo() <= x && x <= c.hi() {
+			members = append(members, i)
+		}
+	}
+	return members
 }
 
 // admissible returns the stretches of the line, as [lo, hi] pairs in
@@ -285,23 +358,32 @@ func chi2Limit(k int) float64 {
 // the clock's common error (Estimate.CommonVarX) moves every source's
 // estimate alike, so it does not separate them.
 func ownVar(c Candidate) float64 {
-	return math.Max(c.Est.VarX-c.Est.CommonVarX, 1e-6*c.Est.VarX)
+	p := c.cmp()
+	return math.Max(p.VarX-p.CommonVarX, 1e-6*p.VarX)
 }
 
-// spread is the χ² of the members' offsets about their weighted mean,
-// in their own variances.
+// spread is the χ² of the members' compared offsets about their
+// weighted mean, in their own variances.
 func spread(cands []Candidate, members []int) float64 {
+	return spreadOf(cands, members, Candidate.cmp)
+}
+
+// spreadOf is spread over the estimates est picks.
+func spreadOf(cands []Candidate, members []int, est func(Candidate) estimator.Estimate) float64 {
+	own := func(i int) float64 {
+		e := est(cands[i])
+		return math.Max(e.VarX-e.CommonVarX, 1e-6*e.VarX)
+	}
 	var sw, swx float64
 	for _, i := range members {
-		w := 1 / ownVar(cands[i])
-		sw += w
-		swx += w * cands[i].Est.X
+		sw += 1 / own(i)
+		swx += est(cands[i]).X / own(i)
 	}
 	mean := swx / sw
 	var chi2 float64
 	for _, i := range members {
-		d := cands[i].Est.X - mean
-		chi2 += d * d / ownVar(cands[i])
+		d := est(cands[i]).X - mean
+		chi2 += d * d / own(i)
 	}
 	return chi2
 }
@@ -346,7 +428,7 @@ func combine(cands []Candidate, members []int) estimator.Estimate {
 	}
 	birge := 1.0
 	if n := len(members); n > 1 {
-		birge = math.Max(1, spread(cands, members)/float64(n-1))
+		birge = math.Max(1, spreadOf(cands, members, func(c Candidate) estimator.Estimate { return c.Est })/float64(n-1))
 	}
 	var est estimator.Estimate
 	var cx, cy float64 // Σ w·σ of the common parts
@@ -357,8 +439,10 @@ func combine(cands []Candidate, members []int) estimator.Estimate {
 		est.Y += wy * e.Y
 		cx += wx * math.Sqrt(e.CommonVarX)
 		cy += wy * math.Sqrt(e.CommonVarY)
-		est.VarX += wx * wx * birge * ownVar(cands[i])
+		est.VarX += wx * wx * birge * math.Max(e.VarX-e.CommonVarX, 1e-6*e.VarX)
 		est.VarY += wy * wy * math.Max(e.VarY-e.CommonVarY, 0)
+		est.CovXY += wx * wy * e.CovXY
+		est.WanderSq += wx * e.WanderSq
 	}
 	est.CommonVarX, est.CommonVarY = cx*cx, cy*cy
 	est.VarX += est.CommonVarX

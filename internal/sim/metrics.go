@@ -72,6 +72,11 @@ type Metrics struct {
 	RMSOffsetS float64 `json:"rms_offset_s"`
 	// MaxAbsOffsetWindowS is the largest |offset| in the window, in seconds.
 	MaxAbsOffsetWindowS float64 `json:"max_abs_offset_window_s"`
+	// MinOffsetWindowS and MaxOffsetWindowS are the lowest and highest
+	// (signed) offset in the window, in seconds: how far the clock went
+	// each way.
+	MinOffsetWindowS float64 `json:"min_offset_window_s"`
+	MaxOffsetWindowS float64 `json:"max_offset_window_s"`
 	// RMSFreqErrorPPB is the RMS residual frequency error over the window,
 	// in ppb.
 	RMSFreqErrorPPB float64 `json:"rms_freq_error_ppb"`
@@ -98,6 +103,10 @@ type Metrics struct {
 	// RMS of those standard deviations (s); both 0 without estimates.
 	Within3SigmaFraction float64 `json:"within_3_sigma_fraction"`
 	RMSSigmaS            float64 `json:"rms_sigma_s"`
+	// RMSEstimateErrorS is the RMS of estimate − offset over those
+	// samples (s): the estimator's own error, without the slews still
+	// under way that the clock's offset holds.
+	RMSEstimateErrorS float64 `json:"rms_estimate_error_s"`
 }
 
 // String formats the metrics as text, one per line; "never" stands for a
@@ -116,6 +125,7 @@ func (m Metrics) String() string {
 	fmt.Fprintf(&b, "mean poll (whole run):   %.1f s\n", m.MeanPollRunS)
 	fmt.Fprintf(&b, "within 3σ (window):      %.4f\n", m.Within3SigmaFraction)
 	fmt.Fprintf(&b, "RMS σ (window):          %.9f s\n", m.RMSSigmaS)
+	fmt.Fprintf(&b, "RMS estimate error:      %.9f s\n", m.RMSEstimateErrorS)
 	return b.String()
 }
 
@@ -148,15 +158,18 @@ type window struct {
 	first, last      Sample
 	sumSq, sumFreqSq float64
 	maxAbs           float64
+	lo, hi           float64 // signed extremes
 	// Samples with an estimate, those within 3σ, and Σσ².
 	nEst, nWithin int
 	sumSigmaSq    float64
+	sumErrSq      float64
 }
 
 func (w *window) add(s Sample) {
 	if w.n == 0 {
-		w.first = s
+		w.first, w.lo, w.hi = s, s.OffsetS, s.OffsetS
 	}
+	w.lo, w.hi = min(w.lo, s.OffsetS), max(w.hi, s.OffsetS)
 	w.n++
 	w.last = s
 	w.sumSq += float64(s.OffsetS * s.OffsetS) // unfused on every platform
@@ -165,7 +178,9 @@ func (w *window) add(s Sample) {
 	if s.HaveEstimate {
 		w.nEst++
 		w.sumSigmaSq += s.SigmaS * s.SigmaS
-		if math.Abs(s.EstimateS-s.OffsetS) <= 3*s.SigmaS {
+		e := s.EstimateS - s.OffsetS
+		w.sumErrSq += e * e
+		if math.Abs(e) <= 3*s.SigmaS {
 			w.nWithin++
 		}
 	}
@@ -232,10 +247,12 @@ func (r *Recorder) Metrics() Metrics {
 	}
 	m.RMSOffsetS = math.Sqrt(w.sumSq / float64(w.n))
 	m.MaxAbsOffsetWindowS = w.maxAbs
+	m.MinOffsetWindowS, m.MaxOffsetWindowS = w.lo, w.hi
 	m.RMSFreqErrorPPB = math.Sqrt(w.sumFreqSq / float64(w.n))
 	if w.nEst > 0 {
 		m.Within3SigmaFraction = float64(w.nWithin) / float64(w.nEst)
 		m.RMSSigmaS = math.Sqrt(w.sumSigmaSq / float64(w.nEst))
+		m.RMSEstimateErrorS = math.Sqrt(w.sumErrSq / float64(w.nEst))
 	}
 	if polls := w.last.Polls - w.first.Polls; polls > 0 {
 		span := (w.last.T - w.first.T).Seconds()

@@ -59,7 +59,7 @@ func TestMetrics(t *testing.T) {
 			cfg:     small,
 			offsets: constant(30, 1e-4),
 			want: Metrics{FirstBelow1msS: ptr(0), Settle1msS: ptr(0), MaxAbsOffsetS: 1e-4,
-				RMSOffsetS: 1e-4, MaxAbsOffsetWindowS: 1e-4},
+				RMSOffsetS: 1e-4, MaxAbsOffsetWindowS: 1e-4, MinOffsetWindowS: 1e-4, MaxOffsetWindowS: 1e-4},
 		},
 		{
 			name:    "converges",
@@ -68,14 +68,14 @@ func TestMetrics(t *testing.T) {
 			want: Metrics{FirstBelow1msS: ptr(3), Settle1msS: ptr(3), MaxAbsOffsetS: 0.1,
 				// Ends before the window: the whole run.
 				RMSOffsetS:          math.Sqrt((0.01 + 1e-4 + 4e-6 + 8.1e-7 + 2.5e-7 + 4e-8 + 1e-8) / 7),
-				MaxAbsOffsetWindowS: 0.1},
+				MaxAbsOffsetWindowS: 0.1, MinOffsetWindowS: -0.002, MaxOffsetWindowS: 0.1},
 		},
 		{
 			name:    "dips below, leaves, settles later",
 			cfg:     small,
 			offsets: append([]float64{0.1, 0.0005, 0.002, -0.0011, 0.0009}, constant(20, -1e-5)...),
 			want: Metrics{FirstBelow1msS: ptr(1), Settle1msS: ptr(4), MaxAbsOffsetS: 0.1,
-				RMSOffsetS: 1e-5, MaxAbsOffsetWindowS: 1e-5},
+				RMSOffsetS: 1e-5, MaxAbsOffsetWindowS: 1e-5, MinOffsetWindowS: -1e-5, MaxOffsetWindowS: -1e-5},
 		},
 		{
 			name:    "ends above",
@@ -89,7 +89,7 @@ func TestMetrics(t *testing.T) {
 			cfg:     small,
 			offsets: constant(30, -0.5),
 			want: Metrics{FirstBelow1msS: nil, Settle1msS: nil, MaxAbsOffsetS: 0.5,
-				RMSOffsetS: 0.5, MaxAbsOffsetWindowS: 0.5},
+				RMSOffsetS: 0.5, MaxAbsOffsetWindowS: 0.5, MinOffsetWindowS: -0.5, MaxOffsetWindowS: -0.5},
 		},
 		{
 			// Spikes outside [10, 20] count only in the whole-run maximum.
@@ -105,7 +105,7 @@ func TestMetrics(t *testing.T) {
 			}(),
 			freq: func(i int) float64 { return []float64{30, -30}[i%2] + float64(i) },
 			want: Metrics{FirstBelow1msS: ptr(10), Settle1msS: nil, MaxAbsOffsetS: 0.3,
-				RMSOffsetS: 2e-4, MaxAbsOffsetWindowS: 2e-4,
+				RMSOffsetS: 2e-4, MaxAbsOffsetWindowS: 2e-4, MinOffsetWindowS: -2e-4, MaxOffsetWindowS: 2e-4,
 				RMSFreqErrorPPB: math.Sqrt(func() float64 {
 					var s float64
 					for i := 10; i <= 20; i++ {
@@ -145,7 +145,7 @@ func TestMetrics(t *testing.T) {
 				return s
 			}(),
 			want: Metrics{FirstBelow1msS: ptr(1), Settle1msS: ptr(1201), MaxAbsOffsetS: 0.1,
-				RMSOffsetS: 5e-5, MaxAbsOffsetWindowS: 5e-5, MaxAbsOffsetSettledS: 0.004},
+				RMSOffsetS: 5e-5, MaxAbsOffsetWindowS: 5e-5, MinOffsetWindowS: 5e-5, MaxOffsetWindowS: 5e-5, MaxAbsOffsetSettledS: 0.004},
 		},
 		{
 			name: "empty",
@@ -181,8 +181,9 @@ func TestMetricsHonesty(t *testing.T) {
 		r.Add(smp)
 	}
 	m := r.Metrics()
-	if m.Within3SigmaFraction != 7.0/8 || math.Abs(m.RMSSigmaS-1e-6) > 1e-18 {
-		t.Errorf("within 3σ %v, RMS σ %g; want 7/8, 1e-6", m.Within3SigmaFraction, m.RMSSigmaS)
+	wantErr := math.Sqrt((16e-12 + 7*4e-12) / 8)
+	if m.Within3SigmaFraction != 7.0/8 || math.Abs(m.RMSSigmaS-1e-6) > 1e-18 || math.Abs(m.RMSEstimateErrorS-wantErr) > 1e-15 {
+		t.Errorf("within 3σ %v, RMS σ %g, RMS error %g; want 7/8, 1e-6, %g", m.Within3SigmaFraction, m.RMSSigmaS, m.RMSEstimateErrorS, wantErr)
 	}
 }
 
@@ -195,14 +196,14 @@ func TestMetricsJSON(t *testing.T) {
 			Metrics{FirstBelow1msS: ptr(131), Settle1msS: ptr(131), MaxAbsOffsetS: 0.1, RMSOffsetS: 1.04e-4,
 				MaxAbsOffsetWindowS: 3.13e-4, RMSFreqErrorPPB: 2.5, MeanPollS: 512, ClockAdjustmentsPerPoll: 1},
 			`{"first_below_1ms_s":131,"settle_1ms_s":131,"max_abs_offset_s":0.1,"rms_offset_s":0.000104,` +
-				`"max_abs_offset_window_s":0.000313,"rms_freq_error_ppb":2.5,"mean_poll_s":512,"clock_adjustments_per_poll":1,` +
-				`"max_abs_offset_settled_s":0,"mean_poll_run_s":0,"within_3_sigma_fraction":0,"rms_sigma_s":0}`,
+				`"max_abs_offset_window_s":0.000313,"min_offset_window_s":0,"max_offset_window_s":0,"rms_freq_error_ppb":2.5,"mean_poll_s":512,"clock_adjustments_per_poll":1,` +
+				`"max_abs_offset_settled_s":0,"mean_poll_run_s":0,"within_3_sigma_fraction":0,"rms_sigma_s":0,"rms_estimate_error_s":0}`,
 		},
 		{
 			Metrics{},
 			`{"first_below_1ms_s":null,"settle_1ms_s":null,"max_abs_offset_s":0,"rms_offset_s":0,` +
-				`"max_abs_offset_window_s":0,"rms_freq_error_ppb":0,"mean_poll_s":0,"clock_adjustments_per_poll":0,` +
-				`"max_abs_offset_settled_s":0,"mean_poll_run_s":0,"within_3_sigma_fraction":0,"rms_sigma_s":0}`,
+				`"max_abs_offset_window_s":0,"min_offset_window_s":0,"max_offset_window_s":0,"rms_freq_error_ppb":0,"mean_poll_s":0,"clock_adjustments_per_poll":0,` +
+				`"max_abs_offset_settled_s":0,"mean_poll_run_s":0,"within_3_sigma_fraction":0,"rms_sigma_s":0,"rms_estimate_error_s":0}`,
 		},
 	}
 	for _, tt := range tests {
@@ -242,6 +243,8 @@ func TestSimMetrics(t *testing.T) {
 		MaxAbsOffsetS:        2.0005e-3,
 		RMSOffsetS:           math.Sqrt(sumSq / 1001),
 		MaxAbsOffsetWindowS:  0.9995e-3,
+		MinOffsetWindowS:     -0.5e-6,
+		MaxOffsetWindowS:     0.9995e-3,
 		RMSFreqErrorPPB:      1000,
 		MaxAbsOffsetSettledS: 0.9995e-3,
 	}

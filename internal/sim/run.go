@@ -42,6 +42,9 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 		null := clock.NewNull(s.Client())
 		kernel, deadline, stamp = null, null.BaseMonotonic, null.Virtual
 	}
+	if sc.WrapKernel != nil {
+		kernel = sc.WrapKernel(kernel)
+	}
 	clk, err := clock.New(kernel)
 	if err != nil {
 		return Metrics{}, daemon.Status{}, err
@@ -56,7 +59,10 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 			if sc.Hooks.Fail && sc.client.Hooks.OnFailure == "slew" {
 				e.CancelStep(nil)
 			} else {
-				e.CommitStep()
+				before := s.Client().Offset()
+				if res, err := e.CommitStep(); err == nil && sc.OnCommit != nil {
+					sc.OnCommit(res, before)
+				}
 			}
 			rearm()
 		})

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/ntptool/ntptool/clock"
 	"github.com/ntptool/ntptool/config"
+	"github.com/ntptool/ntptool/daemon"
 	"github.com/ntptool/ntptool/driftfile"
 )
 
@@ -67,6 +69,12 @@ type Scenario struct {
 	// Logger, when not nil, receives the engine's log (ntptool sim
 	// --log-level sets it; it has no key in the file).
 	Logger *slog.Logger `toml:"-"`
+	// WrapKernel, when not nil, wraps the client's kernel before the
+	// engine gets it (tests make adjtimex fail with it); OnCommit, when
+	// not nil, sees each committed step with the clock's true offset just
+	// before it. Neither has a key in the file.
+	WrapKernel func(clock.Kernel) clock.Kernel                    `toml:"-"`
+	OnCommit   func(res daemon.StepResult, offsetBeforeS float64) `toml:"-"`
 
 	// Derived by LoadScenario.
 	client *config.Config

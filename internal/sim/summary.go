@@ -51,8 +51,8 @@ func Summarize(results []SeedResult) Summary {
 	var s Summary
 	fields := func(m *Metrics) []**float64 { return []**float64{&m.FirstBelow1msS, &m.Settle1msS} }
 	plain := func(m *Metrics) []*float64 {
-		return []*float64{&m.MaxAbsOffsetS, &m.RMSOffsetS, &m.MaxAbsOffsetWindowS, &m.RMSFreqErrorPPB, &m.MeanPollS,
-			&m.ClockAdjustmentsPerPoll, &m.MaxAbsOffsetSettledS, &m.MeanPollRunS, &m.Within3SigmaFraction, &m.RMSSigmaS}
+		return []*float64{&m.MaxAbsOffsetS, &m.RMSOffsetS, &m.MaxAbsOffsetWindowS, &m.MinOffsetWindowS, &m.MaxOffsetWindowS, &m.RMSFreqErrorPPB, &m.MeanPollS,
+			&m.ClockAdjustmentsPerPoll, &m.MaxAbsOffsetSettledS, &m.MeanPollRunS, &m.Within3SigmaFraction, &m.RMSSigmaS, &m.RMSEstimateErrorS}
 	}
 	stats := func(vals []float64) (med, p99, lo, hi float64) {
 		slices.Sort(vals)
