@@ -79,7 +79,8 @@ func sortLine(line int) int {
 // Values accepted by keys that take a word.
 var (
 	dhcpRenewers = []string{"auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd", "networkmanager"}
-	onFailures   = []string{"step", "slew"}
+	onFailures   = []string{"auto", "proceed", "abort"}
+	onPostFails  = []string{"proceed", "abort"}
 	logLevels    = []string{"debug", "info", "warn", "error"}
 	logFormats   = []string{"text", "json"}
 )
@@ -105,8 +106,8 @@ const (
 // allow and deny are CIDRs or bare addresses (see ParsePrefix);
 // local_stratum is 0..15; the rate limit has interval > 0, burst >= 1 and
 // table_size in [16, 2^24]; hooks are non-empty commands with an absolute
-// program path and a timeout > 0; the words of dhcp_renew, on_failure and
-// log are known ones; and file paths are absolute.
+// program path and a timeout > 0; the words of dhcp_renew, the on_failure keys
+// and log are known ones; and file paths are absolute.
 func (c *Config) Validate() error {
 	v := &validator{origin: c.origin}
 	v.sources(c.Sources)
@@ -239,6 +240,8 @@ func (v *validator) hooks(h Hooks) {
 	v.oneOf("hooks.dhcp_renew", h.DHCPRenew, dhcpRenewers)
 	v.positive("hooks.timeout", h.Timeout.Duration)
 	v.oneOf("hooks.on_failure", h.OnFailure, onFailures)
+	v.oneOf("hooks.post_step_on_failure", h.PostStepOnFailure, onPostFails)
+	v.oneOf("hooks.external_step_on_failure", h.ExternalStepOnFailure, onPostFails)
 }
 
 func (v *validator) intRange(key string, n, lo, hi int) {
