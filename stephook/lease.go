@@ -78,6 +78,28 @@ func ParseLeases(data []byte) ([]Lease, error) {
 	return leases, p.err
 }
 
+// withoutLeases6 returns the lease file data without the lease6 blocks of
+// iface, keeping everything else (default-duid above all: the DUID is what
+// the server knows the client by).
+func withoutLeases6(data []byte, iface string) []byte {
+	p := &leaseParser{lex: lexer{s: string(data)}}
+	var out []byte
+	last := 0
+	for _, st := range p.block(0) {
+		if len(st.words) != 1 || st.words[0] != "lease6" || st.body == nil {
+			continue
+		}
+		for _, b := range st.body {
+			if b.body == nil && len(b.words) == 2 && b.words[0] == "interface" && b.words[1] == iface {
+				out = append(out, data[last:st.start]...)
+				last = st.end
+				break
+			}
+		}
+	}
+	return append(out, data[last:]...)
+}
+
 // LatestLease returns the last lease in leases for the interface (any
 // interface if iface is "") and family (4 or 6), and whether there is one.
 func LatestLease(leases []Lease, iface string, family int) (Lease, bool) {
@@ -95,6 +117,8 @@ type stmt struct {
 	words []string
 	body  []stmt // nil unless a block
 	line  int
+	// start and end are the byte offsets of the statement in the file.
+	start, end int
 }
 
 type leaseParser struct {
@@ -116,9 +140,10 @@ const maxDepth = 8
 func (p *leaseParser) block(depth int) []stmt {
 	var out []stmt
 	var words []string
-	line := 0
+	line, start := 0, 0
 	for {
 		tok, tline, ok := p.lex.next()
+		tstart := p.lex.tokStart
 		if !ok {
 			if len(words) > 0 {
 				p.fail(tline, "statement %q not ended by ';'", strings.Join(words, " "))
@@ -129,12 +154,12 @@ func (p *leaseParser) block(depth int) []stmt {
 			return out
 		}
 		if len(words) == 0 {
-			line = tline
+			line, start = tline, tstart
 		}
 		switch tok {
 		case ";":
 			if len(words) > 0 {
-				out = append(out, stmt{words: words, line: line})
+				out = append(out, stmt{words: words, line: line, start: start, end: p.lex.pos})
 			}
 			words = nil
 		case "{":
@@ -147,7 +172,7 @@ func (p *leaseParser) block(depth int) []stmt {
 			if body == nil {
 				body = []stmt{}
 			}
-			out = append(out, stmt{words: words, body: body, line: line})
+			out = append(out, stmt{words: words, body: body, line: line, start: start, end: p.lex.pos})
 			words = nil
 		case "}":
 			if depth == 0 {
@@ -357,9 +382,10 @@ func parseLeaseDate(w []string) (time.Time, bool) {
 // resolved), and the punctuation "{", "}", ";". Comments run from "#" to
 // the end of the line.
 type lexer struct {
-	s    string
-	pos  int
-	line int
+	s        string
+	pos      int
+	line     int
+	tokStart int // offset of the token next returned
 }
 
 func (l *lexer) next() (tok string, line int, ok bool) {
@@ -379,12 +405,15 @@ func (l *lexer) next() (tok string, line int, ok bool) {
 				l.pos++
 			}
 		case c == '{' || c == '}' || c == ';':
+			l.tokStart = l.pos
 			l.pos++
 			return string(c), l.line, true
 		case c == '"':
+			l.tokStart = l.pos
 			return l.quoted(), l.line, true
 		default:
 			start := l.pos
+			l.tokStart = start
 			for l.pos < len(l.s) && !strings.ContainsRune(" \t\r\n{};\"#", rune(l.s[l.pos])) {
 				l.pos++
 			}

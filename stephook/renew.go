@@ -181,6 +181,10 @@ func (r *Runner) renewDHClient(ctx context.Context, j *job, dry bool) (string, e
 		argv[0] = p.Exe // argv[0] may have been found through a $PATH we lack
 	}
 	action := fmt.Sprintf("SIGTERM dhclient pid %d, restart `%s`, set lifetimes from %s", p.PID, strings.Join(argv, " "), j.c.leaseFile)
+	if j.c.family == 6 {
+		action = fmt.Sprintf("SIGTERM dhclient pid %d, drop its lease6 of %s from %s (a restart would only Confirm it), restart `%s`, set lifetimes from the new lease",
+			p.PID, strings.Join(j.ifaces, ","), j.c.leaseFile, strings.Join(argv, " "))
+	}
 	if dry {
 		return action, nil
 	}
@@ -199,6 +203,20 @@ func (r *Runner) renewDHClient(ctx context.Context, j *job, dry bool) (string, e
 		_ = r.sys.signal(p.PID, syscall.SIGKILL)
 		if err := r.waitExit(ctx, p.PID, time.Second); err != nil {
 			return action, fmt.Errorf("dhclient %d does not exit: %w", p.PID, err)
+		}
+	}
+	if j.c.family == 6 {
+		// A restarted dhclient -6 sends a Confirm for the lease it has,
+		// which does not extend the lifetimes (RFC 8415 §18.2.3), and keeps
+		// the lease's wall-clock schedule. Without the lease it solicits
+		// again with the same DUID (kept in the file) and IAID, and gets
+		// the same address with fresh lifetimes; the address stays on the
+		// interface meanwhile.
+		for _, iface := range j.ifaces {
+			old = withoutLeases6(old, iface)
+		}
+		if err := r.sys.replaceFile(j.c.leaseFile, old); err != nil {
+			r.log.Warn("cannot drop the old DHCPv6 lease: the restart will only confirm it", "lease_file", j.c.leaseFile, "error", err)
 		}
 	}
 	pid, outFile, exited, err := r.sys.spawn(argv, p.Env, p.Dir)

@@ -39,6 +39,9 @@ type system interface {
 	signal(pid int, sig syscall.Signal) error
 	readFile(path string) ([]byte, error)
 	readDir(dir string) ([]string, error)
+	// replaceFile replaces a file's content atomically (temporary file
+	// and rename), keeping its mode.
+	replaceFile(path string, data []byte) error
 	// run runs argv and waits for it (killed when ctx ends), returning its
 	// combined output.
 	run(ctx context.Context, argv []string) ([]byte, error)

@@ -216,6 +216,34 @@ func (linuxSystem) readDir(dir string) ([]string, error) {
 	return names, err
 }
 
+func (linuxSystem) replaceFile(path string, data []byte) error {
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".ntptool-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if err := f.Chmod(mode); werr == nil {
+		werr = err
+	}
+	if err := f.Sync(); werr == nil {
+		werr = err
+	}
+	if err := f.Close(); werr == nil {
+		werr = err
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+	}
+	return werr
+}
+
 // maxOutput bounds what is kept of a command's output.
 const maxOutput = 64 << 10
 

@@ -65,6 +65,7 @@ Examples:
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd(), newSimCmd())
+	root.AddCommand(newLeaseCmd(), newRenewCmd())
 	return root
 }
 
