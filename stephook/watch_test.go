@@ -71,8 +71,8 @@ func TestWatcherRun(t *testing.T) {
 			}
 		})
 	}()
-	src.sets <- -time.Second  // the leap second at midnight
-	src.sets <- 0             // a clock set that changes nothing: not reported
+	src.sets <- -time.Second // the leap second at midnight
+	src.sets <- 0            // a clock set that changes nothing: not reported
 	src.sets <- 2 * time.Second
 	src.sets <- -time.Hour
 	close(src.sets)
