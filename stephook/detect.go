@@ -66,7 +66,7 @@ var dhclientValued = map[string]bool{
 	"-pf": true, "-lf": true, "-cf": true, "-sf": true, "-s": true, "-g": true, "-e": true,
 	"-p": true, "-D": true, "-H": true, "-F": true, "-V": true, "--prefix-len-hint": true,
 	"--decline-wait-time": true, "--address-prefix-len": true, "--dad-wait-time": true,
-	"-timeout": true, "-B": true, "-C": true, "-I": false,
+	"-timeout": true, "-B": true, "-C": true,
 }
 
 func parseDHClient(argv []string) *dhclientArgs {

@@ -568,6 +568,32 @@ func TestLeaseCommandNetns(t *testing.T) {
 	if back == nil || *back < wantBack-2 || *back > wantBack+2 || *back > leaseSeconds || a.Verdict.MaxForward != nil || a.Verdict.AtRisk || !a.Verdict.Covered {
 		t.Errorf("verdict %+v (max back %v), want %.0f s back, no forward limit, covered", a.Verdict, deref(back), wantBack)
 	}
+
+	// `ntptool renew IFACE` in the namespace renews it as the hook does.
+	l.waitBound(s)
+	out, err = l.nsCommand(nil, bin, "renew", "--json", l.cif).Output()
+	if err != nil {
+		t.Fatalf("ntptool renew: %v: %s", err, out)
+	}
+	var rep struct {
+		Results []struct {
+			Client  string `json:"client"`
+			Outcome string `json:"outcome"`
+			Before  []struct {
+				Valid int `json:"valid_lft_seconds"`
+			} `json:"before"`
+			After []struct {
+				Valid int `json:"valid_lft_seconds"`
+			} `json:"after"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(rep.Results) != 1 || rep.Results[0].Client != "dhclient" || rep.Results[0].Outcome != "ok" ||
+		len(rep.Results[0].After) != 1 || rep.Results[0].After[0].Valid < leaseSeconds-2 || rep.Results[0].Before[0].Valid > leaseSeconds-3 {
+		t.Errorf("ntptool renew: %s", out)
+	}
 }
 
 func deref(p *float64) any {
