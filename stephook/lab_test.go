@@ -400,6 +400,7 @@ exit 0
 // is back near the lease time — and the address never goes away (sampled
 // every 10 ms through each trigger).
 func TestRenewersNetns(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		client string
 		tools  []string
@@ -448,6 +449,7 @@ func TestRenewersNetns(t *testing.T) {
 // cannot see a faketime step (the kernel clock is not set), so the test
 // triggers the post-step event itself.
 func TestDHClientFaketime(t *testing.T) {
+	t.Parallel()
 	for _, hooks := range []bool{false, true} {
 		t.Run(map[bool]string{false: "without ntptool", true: "with ntptool"}[hooks], func(t *testing.T) {
 			t.Parallel()
@@ -481,11 +483,11 @@ func TestDHClientFaketime(t *testing.T) {
 				}
 				return
 			}
-			// With ntptool: present through the old expiry and 20 s more,
+			// With ntptool: present through the old expiry and 10 s more,
 			// kept by the restarted dhclient's own renewals.
 			acks := l.count("DHCPACK(")
 			stop := s.watch()
-			for time.Now().Before(expiry.Add(20 * time.Second)) {
+			for time.Now().Before(expiry.Add(10 * time.Second)) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			samples, missing := stop()
