@@ -99,8 +99,11 @@ var labSeq struct {
 // etcNetns guards /etc/netns, shared by the parallel tests.
 var etcNetns sync.Mutex
 
-func newLab(t *testing.T) *lab {
+// newLab makes the lab; with v6, dnsmasq also serves DHCPv6 addresses
+// from 2001:db8:7::/64 and advertises 2001:db8:1::/64 for SLAAC.
+func newLab(t *testing.T, v6 ...bool) *lab {
 	t.Helper()
+	withV6 := len(v6) > 0 && v6[0]
 	requireTools(t, "dnsmasq", "setpriv")
 	labSeq.Lock()
 	labSeq.n++
@@ -114,12 +117,23 @@ func newLab(t *testing.T) *lab {
 	// is one this test started.
 	t.Cleanup(l.killAll)
 	l.isolateEtc()
-	for _, s := range [][]string{
+	steps := [][]string{
 		{"ip", "link", "add", sif, "netns", l.srv.Name, "type", "veth", "peer", "name", l.cif, "netns", l.cli.Name},
 		{"ip", "-n", l.srv.Name, "addr", "add", "198.18.0.1/24", "dev", sif},
-		{"ip", "-n", l.srv.Name, "link", "set", sif, "up"},
-		{"ip", "-n", l.cli.Name, "link", "set", l.cif, "up"},
-	} {
+	}
+	if withV6 {
+		// No duplicate address detection: the link-local addresses are
+		// usable at once.
+		steps = append(steps,
+			[]string{"ip", "netns", "exec", l.srv.Name, "sysctl", "-qw", "net.ipv6.conf." + sif + ".accept_dad=0"},
+			[]string{"ip", "netns", "exec", l.cli.Name, "sysctl", "-qw", "net.ipv6.conf." + l.cif + ".accept_dad=0"},
+			[]string{"ip", "-n", l.srv.Name, "addr", "add", "2001:db8:7::1/64", "dev", sif, "nodad"},
+			[]string{"ip", "-n", l.srv.Name, "addr", "add", "2001:db8:1::1/64", "dev", sif, "nodad"})
+	}
+	steps = append(steps,
+		[]string{"ip", "-n", l.srv.Name, "link", "set", sif, "up"},
+		[]string{"ip", "-n", l.cli.Name, "link", "set", l.cif, "up"})
+	for _, s := range steps {
 		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v: %s", strings.Join(s, " "), err, out)
 		}
@@ -129,6 +143,11 @@ func newLab(t *testing.T) *lab {
 		"--dhcp-option=3", "--dhcp-option=6", "--dhcp-authoritative", "--log-dhcp",
 		"--dhcp-leasefile="+filepath.Join(l.dir, "dnsmasq.leases"), "--log-facility="+l.log,
 		"--pid-file="+filepath.Join(l.dir, "dnsmasq.pid"), "--user=root", "--group=root")
+	if withV6 {
+		argv = append(argv, "--enable-ra", "--ra-param="+sif+",5,600",
+			fmt.Sprintf("--dhcp-range=2001:db8:7::100,2001:db8:7::1ff,64,%ds", leaseSeconds),
+			"--dhcp-range=2001:db8:1::,ra-only,64,3600s")
+	}
 	peers.Start(t, l.srv.Command(context.Background(), argv[0], argv[1:]...), "dnsmasq")
 	l.waitFor("dnsmasq ready", 10*time.Second, func() bool {
 		b, _ := os.ReadFile(l.log)
@@ -202,6 +221,7 @@ func (l *lab) count(s string) int {
 type sampler struct {
 	h    *netlink.Handle
 	link netlink.Link
+	v6   bool
 }
 
 func (l *lab) sampler() *sampler {
@@ -223,19 +243,39 @@ func (l *lab) sampler() *sampler {
 	return &sampler{h: h, link: link}
 }
 
-// valid returns the valid_lft of the client's dynamic IPv4 address, and
-// whether it has one.
+// valid returns the valid_lft of the client's dynamic IPv4 address (or,
+// with v6 set, its DHCPv6 /128), and whether it has one.
 func (s *sampler) valid() (int, bool) {
-	addrs, err := s.h.AddrList(s.link, netlink.FAMILY_V4)
+	family := netlink.FAMILY_V4
+	if s.v6 {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := s.h.AddrList(s.link, family)
 	if err != nil {
 		return 0, false
 	}
 	for _, a := range addrs {
-		if a.Flags&0x80 == 0 { // not IFA_F_PERMANENT
+		ones, _ := a.Mask.Size()
+		if a.Flags&0x80 == 0 && (!s.v6 || ones == 128) { // not IFA_F_PERMANENT
 			return a.ValidLft, true
 		}
 	}
 	return 0, false
+}
+
+// slaac returns the client's SLAAC address in 2001:db8:1::/64 and its
+// valid_lft.
+func (s *sampler) slaac() (string, int, bool) {
+	addrs, err := s.h.AddrList(s.link, netlink.FAMILY_V6)
+	if err != nil {
+		return "", 0, false
+	}
+	for _, a := range addrs {
+		if ones, _ := a.Mask.Size(); ones == 64 && strings.HasPrefix(a.IP.String(), "2001:db8:1:") {
+			return a.IP.String(), a.ValidLft, true
+		}
+	}
+	return "", 0, false
 }
 
 // watch samples the address every 10 ms until stop is called, which
@@ -327,11 +367,21 @@ type helperReport struct {
 // DNS, host name or NTP servers.
 func (l *lab) dhclientScript() string {
 	p := filepath.Join(l.dir, "dhclient-script")
-	body := "#!/bin/sh\nunset new_domain_name_servers new_domain_name new_domain_search new_host_name new_ntp_servers\nexec /sbin/dhclient-script \"$@\"\n"
+	body := "#!/bin/sh\nunset new_domain_name_servers new_domain_name new_domain_search new_host_name new_ntp_servers new_dhcp6_name_servers new_dhcp6_domain_search\nexec /sbin/dhclient-script \"$@\"\n"
 	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
 		l.t.Fatal(err)
 	}
 	return p
+}
+
+// startDHClient6 starts ISC dhclient -6 (stateful DHCPv6).
+func (l *lab) startDHClient6() {
+	l.t.Helper()
+	cmd := l.nsCommand(nil, "dhclient", "-6", "-v", "-pf", filepath.Join(l.dir, "dhclient6.pid"),
+		"-lf", filepath.Join(l.dir, "dhclient6.leases"), "-sf", l.dhclientScript(), "-cf", "/dev/null", l.cif)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		l.t.Fatalf("dhclient -6: %v\n%s", err, out)
+	}
 }
 
 // startDHClient starts ISC dhclient (it daemonises once bound); with
@@ -368,6 +418,20 @@ func (l *lab) startDHCPCD() {
 	}
 	if out, err := l.nsCommand(nil, "dhcpcd", "-4", "-f", conf, "--noipv4ll", "-w", l.cif).CombinedOutput(); err != nil {
 		l.t.Fatalf("dhcpcd: %v\n%s", err, out)
+	}
+}
+
+// startDHCPCD6 starts dhcpcd for DHCPv6 only (it follows the router
+// advertisement's M flag to DHCPv6 and makes its own SLAAC address).
+func (l *lab) startDHCPCD6() {
+	l.t.Helper()
+	conf := filepath.Join(l.dir, "dhcpcd6.conf")
+	text := "nohook resolv.conf, hostname, ntp.conf, timesyncd, wpa_supplicant\nipv6only\nia_na 1\n"
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	if out, err := l.nsCommand(nil, "dhcpcd", "-6", "-f", conf, "-w", l.cif).CombinedOutput(); err != nil {
+		l.t.Fatalf("dhcpcd -6: %v\n%s", err, out)
 	}
 }
 
@@ -436,6 +500,56 @@ func TestRenewersNetns(t *testing.T) {
 				}
 				if len(rep.Results) != 1 || rep.Results[0].Client != tt.client || rep.Results[0].Outcome != "ok" || rep.Verdict != "proceed" {
 					t.Errorf("%s: report %+v, want one ok renewal by %s", event, rep, tt.client)
+				}
+			}
+		})
+	}
+}
+
+// TestDHCPv6Netns: the DHCPv6 leases of dhclient -6 and dhcpcd -6 are
+// renewed by the pre-step and post-step hooks without a gap (dhclient: a
+// fresh Solicit with the same DUID, since a restart alone would only
+// Confirm), and the SLAAC address beside them is left alone.
+func TestDHCPv6Netns(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		client string
+		start  func(l *lab)
+		// kernelSLAAC: the kernel keeps making the SLAAC address (dhcpcd
+		// takes router advertisements over and makes its own).
+		kernelSLAAC bool
+	}{
+		{"dhclient", (*lab).startDHClient6, true},
+		{"dhcpcd", (*lab).startDHCPCD6, false},
+	} {
+		t.Run(tt.client, func(t *testing.T) {
+			t.Parallel()
+			requireTools(t, tt.client)
+			l := newLab(t, true)
+			s := l.sampler()
+			s.v6 = true
+			l.waitFor("SLAAC address", 30*time.Second, func() bool { _, _, ok := s.slaac(); return ok })
+			tt.start(l)
+			for _, event := range []string{"pre-step", "post-step"} {
+				l.waitBound(s)
+				reqs, replies := l.count("DHCPREQUEST(")+l.count("DHCPRENEW("), l.count("DHCPREPLY(")
+				slaac, _, _ := s.slaac()
+				stop := s.watch()
+				rep := l.event(event)
+				samples, missing := stop()
+				after, _ := s.valid()
+				t.Logf("%s: %d samples, %d without the address, valid_lft %d s after; %+v", event, samples, missing, after, rep)
+				if missing != 0 || after < leaseSeconds-5 {
+					t.Errorf("%s: %d of %d samples without the address, valid_lft %d s after", event, missing, samples, after)
+				}
+				if l.count("DHCPREQUEST(")+l.count("DHCPRENEW(") <= reqs || l.count("DHCPREPLY(") <= replies {
+					t.Errorf("%s: dnsmasq logged no new DHCPv6 Request/Renew and Reply", event)
+				}
+				if len(rep.Results) != 1 || rep.Results[0].Client != tt.client || rep.Results[0].Outcome != "ok" || len(rep.Results[0].Before) != 1 {
+					t.Errorf("%s: report %+v, want one ok renewal of the one DHCPv6 address (not the SLAAC one)", event, rep)
+				}
+				if now, _, ok := s.slaac(); tt.kernelSLAAC && (!ok || now != slaac) {
+					t.Errorf("%s: SLAAC address %s changed to %s", event, slaac, now)
 				}
 			}
 		})
