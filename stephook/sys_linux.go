@@ -259,7 +259,37 @@ func (linuxSystem) run(ctx context.Context, argv []string) ([]byte, error) {
 	return out.b.Bytes(), err
 }
 
+// capSetPCAP is CAP_SETPCAP's bit in /proc/self/status CapEff: needed to
+// drop a capability from a child's bounding set.
+const capSetPCAP = 8
+
+// noSysTime returns argv run by setpriv without CAP_SYS_TIME in its
+// bounding set, when setpriv exists and this process may drop it: a DHCP
+// client never needs to set the clock, and the daemon that restarts it
+// holds CAP_SYS_TIME. Otherwise argv as it is (a restart must not fail
+// for want of setpriv).
+func noSysTime(argv []string) []string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return argv
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			eff, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			if err != nil || eff&(1<<capSetPCAP) == 0 {
+				return argv
+			}
+		}
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return argv
+	}
+	return append([]string{setpriv, "--bounding-set", "-sys_time", "--"}, argv...)
+}
+
 func (linuxSystem) spawn(argv, env []string, dir string) (int, string, <-chan struct{}, error) {
+	argv = noSysTime(argv)
 	f, err := os.CreateTemp("", "ntptool-restart-*.log")
 	if err != nil {
 		return 0, "", nil, err

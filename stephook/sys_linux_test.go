@@ -78,3 +78,14 @@ func TestCommandLines(t *testing.T) {
 		t.Errorf("family %d", f)
 	}
 }
+
+func TestNoSysTime(t *testing.T) {
+	argv := []string{"/usr/sbin/dhclient", "-4", "eth0"}
+	got := noSysTime(argv)
+	if len(got) == len(argv) {
+		t.Skip("no setpriv or no CAP_SETPCAP here: the client is started as it was")
+	}
+	if strings.Join(got[1:], " ") != "--bounding-set -sys_time -- /usr/sbin/dhclient -4 eth0" || filepath.Base(got[0]) != "setpriv" {
+		t.Errorf("got %q", got)
+	}
+}
