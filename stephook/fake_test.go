@@ -25,6 +25,9 @@ type fakeSystem struct {
 	nextPID int
 
 	renewTo  time.Duration // what networkd and NetworkManager renew to
+	// advance makes sleep move the clock instead of waiting for the
+	// context; exitAtOnce makes spawned processes exit at once.
+	advance, exitAtOnce bool
 	onSignal func(f *fakeSystem, pid int, sig syscall.Signal) error
 	onRun    func(f *fakeSystem, argv []string) error
 	onSpawn  func(f *fakeSystem, argv []string) error
@@ -45,6 +48,12 @@ func (f *fakeSystem) now() time.Time {
 // sleep waits for the context: in these tests nothing changes while a
 // renewer polls, so a poll that does not see its result times out.
 func (f *fakeSystem) sleep(ctx context.Context, d time.Duration) error {
+	if f.advance {
+		f.mu.Lock()
+		f.clock = f.clock.Add(d)
+		f.mu.Unlock()
+		return ctx.Err()
+	}
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -160,7 +169,11 @@ func (f *fakeSystem) spawn(argv, env []string, dir string) (int, string, <-chan 
 	}
 	f.nextPID++
 	f.procs = append(f.procs, Process{PID: f.nextPID, Comm: filepath.Base(argv[0]), Argv: argv, Exe: argv[0]})
-	return f.nextPID, "/nonexistent/ntptool-fake-output", make(chan struct{}), nil
+	exited := make(chan struct{})
+	if f.exitAtOnce {
+		close(exited)
+	}
+	return f.nextPID, "/nonexistent/ntptool-fake-output", exited, nil
 }
 
 func (f *fakeSystem) networkdRenew(ctx context.Context, ifindex int) error {

@@ -230,24 +230,43 @@ func (r *Runner) renewDHClient(ctx context.Context, j *job, dry bool) (string, e
 	defer os.Remove(outFile)
 	r.log.Info("dhclient restarted", "old_pid", p.PID, "pid", pid, "argv", strings.Join(argv, " "))
 
-	// Wait for the new lease: one in the file that was not there before.
+	// Wait for the new lease: one in the file that was not there before,
+	// for each interface with a protected address (all of them if none).
 	family := j.c.family
+	var want []string
+	for _, a := range j.addrs {
+		if !slices.Contains(want, a.Interface) {
+			want = append(want, a.Interface)
+		}
+	}
+	if len(want) == 0 {
+		want = j.ifaces
+	}
 	var fresh map[string]Lease
+	var goneSince time.Time
 	for {
 		b, _ := r.sys.readFile(j.c.leaseFile)
 		leases, _ := ParseLeases(b)
 		fresh = map[string]Lease{}
-		for _, iface := range j.ifaces {
+		for _, iface := range want {
 			if l, ok := LatestLease(leases, iface, family); ok && !seen[leaseID(l)] {
 				fresh[iface] = l
 			}
 		}
-		if len(fresh) == len(j.ifaces) {
+		if len(fresh) == len(want) {
 			break
 		}
+		// The started process exited and no dhclient runs by the pid file:
+		// it failed. A daemonising dhclient writes its pid file after its
+		// parent may have exited, so this must last a second.
 		select {
 		case <-exited:
-			if !r.sys.alive(pidFromFile(r.sys, j.c.pidFile)) {
+			switch now := r.sys.now(); {
+			case r.sys.alive(pidFromFile(r.sys, j.c.pidFile)):
+				goneSince = time.Time{}
+			case goneSince.IsZero():
+				goneSince = now
+			case now.Sub(goneSince) >= time.Second:
 				return action, fmt.Errorf("restarted dhclient exited without a new lease: %s", output())
 			}
 		default:

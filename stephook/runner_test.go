@@ -168,6 +168,27 @@ func TestRenewers(t *testing.T) {
 	}
 }
 
+// TestDHClientRestartFails: a restarted dhclient that exits without a new
+// lease is reported, and the address's lifetimes are not touched.
+func TestDHClientRestartFails(t *testing.T) {
+	f := newFake()
+	setups[DHClient](f)
+	f.onSpawn = func(f *fakeSystem, argv []string) error {
+		f.dead[f.nextPID+1] = true // it exits at once, no lease
+		return nil
+	}
+	f.advance, f.exitAtOnce = true, true
+	h := hooksConfig()
+	h.Timeout.Duration = 5 * time.Second
+	res := newTestRunner(t, h, f, nil).Renew(context.Background(), RenewRequest{})
+	if len(res) != 1 || res[0].Outcome != Failed || res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "exited without a new lease") {
+		t.Fatalf("results %+v", res)
+	}
+	if slices.ContainsFunc(f.calls, func(c string) bool { return strings.HasPrefix(c, "lifetimes") }) {
+		t.Errorf("lifetimes set without a new lease: %q", f.calls)
+	}
+}
+
 func TestRenewInterfaces(t *testing.T) {
 	f := newFake()
 	setups[UDHCPC](f)
