@@ -24,13 +24,13 @@ type fakeSystem struct {
 	calls   []string // what was done, in order
 	nextPID int
 
-	renewTo  time.Duration // what networkd and NetworkManager renew to
+	renewTo time.Duration // what networkd and NetworkManager renew to
 	// advance makes sleep move the clock instead of waiting for the
 	// context; exitAtOnce makes spawned processes exit at once.
 	advance, exitAtOnce bool
-	onSignal func(f *fakeSystem, pid int, sig syscall.Signal) error
-	onRun    func(f *fakeSystem, argv []string) error
-	onSpawn  func(f *fakeSystem, argv []string) error
+	onSignal            func(f *fakeSystem, pid int, sig syscall.Signal) error
+	onRun               func(f *fakeSystem, argv []string) error
+	onSpawn             func(f *fakeSystem, argv []string) error
 }
 
 func newFake() *fakeSystem {
