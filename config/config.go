@@ -167,7 +167,8 @@ type Hooks struct {
 	// a renewal before it expires: a renewal of a wall-clock DHCP client
 	// failed and the step is backward by more than its margin; proceed
 	// otherwise), "proceed" (step anyway, log it) or "abort" (do not step;
-	// the engine slews or holds). Default "auto".
+	// the engine slews or holds). "step" and "slew" are accepted for
+	// "proceed" and "abort". Default "auto".
 	OnFailure string `toml:"on_failure"`
 	// PostStepOnFailure is what a failing post-step hook does: "proceed"
 	// (run the remaining hooks) or "abort" (skip them; the step is already

@@ -361,7 +361,7 @@ pre_step = [[], ["renew-lease"], ["/sbin/ok", "arg"]]
 post_step = [[""]]
 dhcp_renew = "dhcp"
 timeout = 0
-on_failure = "slew"
+on_failure = "later"
 post_step_on_failure = "auto"
 external_step_on_failure = ""
 `,
@@ -371,7 +371,7 @@ external_step_on_failure = ""
 			{Key: "hooks.post_step[0]", Line: 3, Msg: "empty command"},
 			{Key: "hooks.dhcp_renew", Line: 4, Msg: `"dhcp": want one of "auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd" or "networkmanager"`},
 			{Key: "hooks.timeout", Line: 5, Msg: "0s: want more than 0"},
-			{Key: "hooks.on_failure", Line: 6, Msg: `"slew": want one of "auto", "proceed" or "abort"`},
+			{Key: "hooks.on_failure", Line: 6, Msg: `"later": want one of "auto", "proceed", "abort", "step" or "slew"`},
 			{Key: "hooks.post_step_on_failure", Line: 7, Msg: `"auto": want one of "proceed" or "abort"`},
 			{Key: "hooks.external_step_on_failure", Line: 8, Msg: `"": want one of "proceed" or "abort"`},
 		},

@@ -79,7 +79,8 @@ func sortLine(line int) int {
 // Values accepted by keys that take a word.
 var (
 	dhcpRenewers = []string{"auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd", "networkmanager"}
-	onFailures   = []string{"auto", "proceed", "abort"}
+	// "step" and "slew" are the first names of "proceed" and "abort".
+	onFailures   = []string{"auto", "proceed", "abort", "step", "slew"}
 	onPostFails  = []string{"proceed", "abort"}
 	logLevels    = []string{"debug", "info", "warn", "error"}
 	logFormats   = []string{"text", "json"}

@@ -74,7 +74,14 @@ func New(cfg config.Hooks, opt Options) (*Runner, error) {
 		}
 		r.kinds[k] = true
 	}
-	for _, p := range []string{cfg.OnFailure, cfg.PostStepOnFailure, cfg.ExternalStepOnFailure} {
+	// The first names of the pre-step policies.
+	switch r.cfg.OnFailure {
+	case "step":
+		r.cfg.OnFailure = "proceed"
+	case "slew":
+		r.cfg.OnFailure = "abort"
+	}
+	for _, p := range []string{r.cfg.OnFailure, cfg.PostStepOnFailure, cfg.ExternalStepOnFailure} {
 		if !slices.Contains([]string{"auto", "proceed", "abort"}, p) {
 			return nil, fmt.Errorf("%w: failure policy %q: want auto, proceed or abort", ErrConfig, p)
 		}

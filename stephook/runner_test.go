@@ -374,3 +374,17 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyAliases(t *testing.T) {
+	for alias, want := range map[string]string{"step": "proceed", "slew": "abort", "auto": "auto"} {
+		h := config.Default().Hooks
+		h.OnFailure = alias
+		r, err := New(h, Options{})
+		if err != nil {
+			t.Fatalf("on_failure %q: %v", alias, err)
+		}
+		if got := r.policy(PreStep); got != want {
+			t.Errorf("on_failure %q: policy %q, want %q", alias, got, want)
+		}
+	}
+}
