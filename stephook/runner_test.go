@@ -364,7 +364,7 @@ func TestNewRejects(t *testing.T) {
 	for _, mod := range []func(h *config.Hooks){
 		func(h *config.Hooks) { h.Timeout.Duration = 0 },
 		func(h *config.Hooks) { h.DHCPRenew = "pump" },
-		func(h *config.Hooks) { h.OnFailure = "slew" },
+		func(h *config.Hooks) { h.OnFailure = "later" },
 		func(h *config.Hooks) { h.PostStep = [][]string{{}} },
 	} {
 		h := config.Default().Hooks
