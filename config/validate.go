@@ -81,10 +81,10 @@ func sortLine(line int) int {
 var (
 	dhcpRenewers = []string{"auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd", "networkmanager"}
 	// "step" and "slew" are the first names of "proceed" and "abort".
-	onFailures   = []string{"auto", "proceed", "abort", "step", "slew"}
-	onPostFails  = []string{"proceed", "abort"}
-	logLevels    = []string{"debug", "info", "warn", "error"}
-	logFormats   = []string{"text", "json"}
+	onFailures  = []string{"auto", "proceed", "abort", "step", "slew"}
+	onPostFails = []string{"proceed", "abort"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
 )
 
 // groupName matches a POSIX group name (with the common allowance for a
