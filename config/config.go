@@ -149,7 +149,7 @@ type RateLimit struct {
 }
 
 // Hooks are run around clock steps. Commands are run without a shell:
-// a command is its argument vector.
+// a command is its argument vector. Package stephook runs them.
 type Hooks struct {
 	// PreStep commands run before the daemon steps the clock.
 	PreStep [][]string `toml:"pre_step"`
@@ -157,16 +157,45 @@ type Hooks struct {
 	PostStep [][]string `toml:"post_step"`
 	// ExternalStep commands run when something else steps the clock.
 	ExternalStep [][]string `toml:"external_step"`
-	// DHCPRenew selects the built-in DHCP lease renewer: "auto" (detect
-	// dhclient, dhcpcd, udhcpc, systemd-networkd, NetworkManager), one of
-	// "dhclient", "dhcpcd", "udhcpc", "networkd", "networkmanager", or "off".
-	// Default "auto".
+	// DHCPRenew selects the built-in DHCP lease renewers: "auto" (detect
+	// dhclient, dhcpcd, udhcpc, systemd-networkd, NetworkManager, each as
+	// Renewers allows), one of "dhclient", "dhcpcd", "udhcpc", "networkd",
+	// "networkmanager" (that client only), or "off". Default "auto".
 	DHCPRenew string `toml:"dhcp_renew"`
-	// Timeout bounds each hook. Default 10s.
+	// Timeout bounds each hook and each renewal. Default 10s.
 	Timeout Duration `toml:"timeout"`
-	// OnFailure is what a failing pre-step hook does: "step" (step anyway,
-	// log it) or "slew" (do not step; slew instead). Default "step".
+	// OnFailure is what a failing or timed-out pre-step hook does to the
+	// step: "auto" (abort only when the failure leaves an address without
+	// a renewal before it expires: a renewal of a wall-clock DHCP client
+	// failed and the step is backward by more than its margin; proceed
+	// otherwise), "proceed" (step anyway, log it) or "abort" (do not step;
+	// the engine slews or holds). "step" and "slew" are accepted for
+	// "proceed" and "abort". Default "auto".
 	OnFailure string `toml:"on_failure"`
+	// PostStepOnFailure is what a failing post-step hook does: "proceed"
+	// (run the remaining hooks) or "abort" (skip them; the step is already
+	// made). Default "proceed".
+	PostStepOnFailure string `toml:"post_step_on_failure"`
+	// ExternalStepOnFailure is PostStepOnFailure for external steps.
+	// Default "proceed".
+	ExternalStepOnFailure string `toml:"external_step_on_failure"`
+	// Renewers switches each built-in renewer on or off.
+	Renewers Renewers `toml:"renewers"`
+}
+
+// Renewers switches the built-in DHCP renewers one by one (all default
+// true); hooks.dhcp_renew = "off" switches them all off.
+type Renewers struct {
+	// DHClient renews ISC dhclient leases (IPv4 and IPv6).
+	DHClient bool `toml:"dhclient"`
+	// DHCPCD renews dhcpcd leases (dhcpcd -N).
+	DHCPCD bool `toml:"dhcpcd"`
+	// UDHCPC renews busybox udhcpc leases (SIGUSR1).
+	UDHCPC bool `toml:"udhcpc"`
+	// Networkd renews systemd-networkd leases (D-Bus RenewLink).
+	Networkd bool `toml:"networkd"`
+	// NetworkManager renews NetworkManager leases (D-Bus Device.Reapply).
+	NetworkManager bool `toml:"networkmanager"`
 }
 
 // Control is the local control socket.
@@ -242,7 +271,11 @@ func Default() Config {
 				TableSize: 65536,
 			},
 		},
-		Hooks:   Hooks{DHCPRenew: "auto", Timeout: Duration{10 * time.Second}, OnFailure: "step"},
+		Hooks: Hooks{
+			DHCPRenew: "auto", Timeout: Duration{10 * time.Second},
+			OnFailure: "auto", PostStepOnFailure: "proceed", ExternalStepOnFailure: "proceed",
+			Renewers: Renewers{DHClient: true, DHCPCD: true, UDHCPC: true, Networkd: true, NetworkManager: true},
+		},
 		Control: Control{Socket: "/run/ntptool/control.sock"},
 		Audit:   Audit{Journal: "/var/log/ntptool/audit.jsonl"},
 		Log:     Log{Level: "info", Format: "text"},

@@ -88,7 +88,10 @@ func TestLoadFull(t *testing.T) {
 			ExternalStep: [][]string{{"/usr/bin/logger", "clock stepped"}},
 			DHCPRenew:    "networkd",
 			Timeout:      sec(30),
-			OnFailure:    "slew",
+			OnFailure:    "abort",
+			// Renewers: all switched off in the file.
+			PostStepOnFailure:     "abort",
+			ExternalStepOnFailure: "abort",
 		},
 		Control: Control{Socket: "", Group: "ntp"},
 		Metrics: Metrics{Listen: "127.0.0.1:9123"},
@@ -359,7 +362,9 @@ pre_step = [[], ["renew-lease"], ["/sbin/ok", "arg"]]
 post_step = [[""]]
 dhcp_renew = "dhcp"
 timeout = 0
-on_failure = "abort"
+on_failure = "later"
+post_step_on_failure = "auto"
+external_step_on_failure = ""
 `,
 		want: []Problem{
 			{Key: "hooks.pre_step[0]", Line: 2, Msg: "empty command"},
@@ -367,7 +372,9 @@ on_failure = "abort"
 			{Key: "hooks.post_step[0]", Line: 3, Msg: "empty command"},
 			{Key: "hooks.dhcp_renew", Line: 4, Msg: `"dhcp": want one of "auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd" or "networkmanager"`},
 			{Key: "hooks.timeout", Line: 5, Msg: "0s: want more than 0"},
-			{Key: "hooks.on_failure", Line: 6, Msg: `"abort": want one of "step" or "slew"`},
+			{Key: "hooks.on_failure", Line: 6, Msg: `"later": want one of "auto", "proceed", "abort", "step" or "slew"`},
+			{Key: "hooks.post_step_on_failure", Line: 7, Msg: `"auto": want one of "proceed" or "abort"`},
+			{Key: "hooks.external_step_on_failure", Line: 8, Msg: `"": want one of "proceed" or "abort"`},
 		},
 	}, {
 		name: "metrics listen",

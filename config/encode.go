@@ -15,6 +15,7 @@ var tableDocs = map[string][]string{
 	"server":           {"Serving NTP (ntptool serve, or ntptool run with enabled = true)."},
 	"server.ratelimit": {"Rate limit per client address."},
 	"hooks":            {"Commands run around clock steps: argument vectors, no shell."},
+	"hooks.renewers":   {"Each built-in DHCP renewer, on or off."},
 	"control":          {"The local control socket of the status commands; \"\" disables it."},
 	"metrics":          {"The Prometheus endpoint; \"\" disables it."},
 	"audit":            {"The journal of every clock change (JSON lines); \"\" disables it."},

@@ -80,9 +80,11 @@ func sortLine(line int) int {
 // Values accepted by keys that take a word.
 var (
 	dhcpRenewers = []string{"auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd", "networkmanager"}
-	onFailures   = []string{"step", "slew"}
-	logLevels    = []string{"debug", "info", "warn", "error"}
-	logFormats   = []string{"text", "json"}
+	// "step" and "slew" are the first names of "proceed" and "abort".
+	onFailures  = []string{"auto", "proceed", "abort", "step", "slew"}
+	onPostFails = []string{"proceed", "abort"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
 )
 
 // groupName matches a POSIX group name (with the common allowance for a
@@ -109,10 +111,10 @@ const (
 // addresses are IP:port (IPv6 in brackets; an empty host is every address);
 // allow and deny are CIDRs or bare addresses (see ParsePrefix);
 // local_stratum is 0..15; the rate limit has interval > 0, burst >= 1 and
-// table_size in [16, 2^24]; run.user is a user name or uid; hooks are non-empty commands with an absolute
-// program path and a timeout > 0; the words of dhcp_renew, on_failure and
-// log are known ones; control.group is a group name or number; and file
-// paths are absolute.
+// table_size in [16, 2^24]; run.user is a user name or uid; hooks are
+// non-empty commands with an absolute program path and a timeout > 0; the
+// words of dhcp_renew, the on_failure keys and log are known ones;
+// control.group is a group name or number; and file paths are absolute.
 func (c *Config) Validate() error {
 	v := &validator{origin: c.origin}
 	v.sources(c.Sources)
@@ -251,6 +253,8 @@ func (v *validator) hooks(h Hooks) {
 	v.oneOf("hooks.dhcp_renew", h.DHCPRenew, dhcpRenewers)
 	v.positive("hooks.timeout", h.Timeout.Duration)
 	v.oneOf("hooks.on_failure", h.OnFailure, onFailures)
+	v.oneOf("hooks.post_step_on_failure", h.PostStepOnFailure, onPostFails)
+	v.oneOf("hooks.external_step_on_failure", h.ExternalStepOnFailure, onPostFails)
 }
 
 func (v *validator) intRange(key string, n, lo, hi int) {

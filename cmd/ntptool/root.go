@@ -67,6 +67,7 @@ Examples:
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd(), newSimCmd())
+	root.AddCommand(newLeaseCmd(), newRenewCmd())
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(devCommands()...)
 	root.AddCommand(newStatusCmd(), newSourcesCmd(), newWaitSyncCmd())

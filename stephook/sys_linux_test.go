@@ -1,0 +1,91 @@
+package stephook
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestProcessesOwnNetns reads a made-up /proc: only DHCP clients of this
+// process's network namespace are returned.
+func TestProcessesOwnNetns(t *testing.T) {
+	root := t.TempDir()
+	mk := func(pid, comm, netns string, argv ...string) {
+		dir := filepath.Join(root, pid)
+		if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(netns, filepath.Join(dir, "ns/net")); err != nil {
+			t.Fatal(err)
+		}
+		files := map[string]string{
+			"comm":    comm + "\n",
+			"cmdline": strings.Join(argv, "\x00") + "\x00",
+			"stat":    pid + " (" + comm + ") S 1 " + pid + " 0",
+			"environ": "PATH=/usr/bin\x00LD_PRELOAD=x.so\x00",
+		}
+		for name, text := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "self/ns"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("net:[4026531840]", filepath.Join(root, "self/ns/net")); err != nil {
+		t.Fatal(err)
+	}
+	mk("100", "dhclient", "net:[4026531840]", "dhclient", "-4", "eth0")
+	mk("200", "dhclient", "net:[4026532999]", "dhclient", "-4", "veth0") // another namespace
+	mk("300", "sshd", "net:[4026531840]", "sshd")                        // not a DHCP client
+	mk("400", "udhcpc", "net:[4026531840]", "udhcpc", "-i", "eth1")
+	got, err := linuxSystem{proc: root}.processes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].PID != 100 || got[1].PID != 400 {
+		t.Fatalf("got %+v, want pids 100 and 400", got)
+	}
+	if got[0].PPID != 1 || strings.Join(got[0].Argv, " ") != "dhclient -4 eth0" || len(got[0].Env) != 2 || got[1].Env != nil {
+		t.Errorf("dhclient %+v, udhcpc %+v", got[0], got[1])
+	}
+}
+
+func TestCommandLines(t *testing.T) {
+	a := parseDHClient([]string{"/sbin/dhclient", "-6", "-d", "-pf", "/run/x.pid", "-cf", "/etc/x.conf", "-e", "A=B", "eth0", "eth1"})
+	if !a.v6 || !a.foreground || a.pidFile != "/run/x.pid" || a.lfFile != "/var/lib/dhcp/dhclient6.leases" || strings.Join(a.ifaces, ",") != "eth0,eth1" {
+		t.Errorf("dhclient %+v", a)
+	}
+	for _, tt := range []struct {
+		argv         []string
+		iface, pidfn string
+	}{
+		{[]string{"udhcpc", "-i", "eth3", "-p", "/run/u.pid"}, "eth3", "/run/u.pid"},
+		{[]string{"udhcpc", "-ieth4", "--pidfile=/run/v.pid"}, "eth4", "/run/v.pid"},
+		{[]string{"udhcpc", "--interface", "eth5"}, "eth5", ""},
+		{[]string{"udhcpc", "-f"}, "eth0", ""},
+	} {
+		if iface, pid := udhcpcArgs(tt.argv); iface != tt.iface || pid != tt.pidfn {
+			t.Errorf("%q: %s %s, want %s %s", tt.argv, iface, pid, tt.iface, tt.pidfn)
+		}
+	}
+	if got := dhcpcdTitleIfaces([]string{"dhcpcd: eth0 [ip4]"}); strings.Join(got, ",") != "eth0" {
+		t.Errorf("dhcpcd title: %q", got)
+	}
+	if f := dhcpcdTitleFamily([]string{"dhcpcd: [manager] [ip4] [ip6]"}); f != 0 {
+		t.Errorf("family %d", f)
+	}
+}
+
+func TestNoSysTime(t *testing.T) {
+	argv := []string{"/usr/sbin/dhclient", "-4", "eth0"}
+	got := noSysTime(argv)
+	if len(got) == len(argv) {
+		t.Skip("no setpriv or no CAP_SETPCAP here: the client is started as it was")
+	}
+	if strings.Join(got[1:], " ") != "--bounding-set -sys_time -- /usr/sbin/dhclient -4 eth0" || filepath.Base(got[0]) != "setpriv" {
+		t.Errorf("got %q", got)
+	}
+}
