@@ -142,6 +142,9 @@ func chronyConfig(port int) string {
 	return fmt.Sprintf(`# chronyd in the e2e guest: the same source and polling as ntptool's run.
 server 10.0.2.2 port %d minpoll 4 maxpoll 4 iburst
 makestep 1 3
+# rtcsync clears STA_UNSYNC once synchronised (adjtimex then returns TIME_OK),
+# as ntptool does.
+rtcsync
 driftfile /var/lib/chrony/chrony.drift
 cmdport 0
 pidfile /run/chrony/chronyd.pid

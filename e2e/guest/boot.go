@@ -127,7 +127,7 @@ func (s *g) boot() error {
 	kv, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	s.rep.Facts["kernel"] = strings.TrimSpace(string(kv))
 	for _, d := range []string{"/var/run", "/var/lib/dhcp", "/var/lib/chrony", "/var/lib/ntptool", "/var/log/ntptool", "/run/chrony", "/run/ntptool", "/etc"} {
-		_ = os.MkdirAll(d, 0o755)
+		_ = os.MkdirAll(d, 0o750)
 	}
 	// busybox provides the shell utilities; dash is /bin/sh because
 	// Debian's busybox runs its own applets before $PATH (its ip lacks

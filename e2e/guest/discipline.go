@@ -29,6 +29,8 @@ type daemon struct {
 	// BeforeStop runs while it still runs, after the measurement (status
 	// queries of the control socket).
 	BeforeStop func(s *g)
+	// AfterStop runs once it has exited (files it leaves).
+	AfterStop func(s *g)
 }
 
 const (
@@ -67,6 +69,18 @@ func scenarioNtptoolDiscipline(s *g) error {
 				key := "ntptool_" + strings.ReplaceAll(c[0], "-", "_")
 				s.rep.Facts[key] = tail(string(out), 40)
 				s.rep.Facts[key+"_exit"] = exitString(err)
+			}
+		},
+		AfterStop: func(s *g) {
+			var ran []string
+			for _, h := range []string{"pre", "post"} {
+				if _, err := os.Stat("/tmp/e2e-" + h + "-step"); err == nil {
+					ran = append(ran, h)
+				}
+			}
+			s.rep.Facts["hooks_ran"] = strings.Join(ran, ",")
+			if b, err := os.ReadFile("/var/log/ntptool/audit.jsonl"); err == nil {
+				s.rep.Facts["audit_journal"] = tail(string(b), 40)
 			}
 		},
 	})
@@ -139,6 +153,9 @@ func (s *g) discipline(d daemon) error {
 		s.rep.Facts["daemon_exit"] = "killed after SIGTERM timeout"
 	}
 	s.rep.Facts["daemon_log"] = tailFile(daemonLog, 60)
+	if d.AfterStop != nil {
+		d.AfterStop(s)
+	}
 	if b, err := os.ReadFile(d.DriftPath); err == nil {
 		s.rep.Facts["drift_file"] = strings.TrimSpace(string(b))
 	} else {
@@ -151,6 +168,18 @@ func (s *g) discipline(d daemon) error {
 	s.rep.Set("final_freq_ppm", tx.FreqPPM)
 	s.rep.Set("freq_error_ppm", tx.FreqPPM+free.RatePPM)
 	summarise(s.rep, ss, t0, tEnd, seconds(s.spec.RMSWindowSeconds, 300*time.Second).Seconds())
+	if inj := math.Abs(s.spec.InjectStepSeconds); inj > 0 && inj < 1 {
+		// A slew: its rate while the offset goes from 90 % to 10 %.
+		var mid []sample
+		for _, x := range ss {
+			if a := math.Abs(x.Offset); a < 0.9*inj && a > 0.1*inj {
+				mid = append(mid, x)
+			}
+		}
+		if f, err := fitRate(mid); err == nil {
+			s.rep.Set("slew_rate_ppm", f.RatePPM-free.RatePPM)
+		}
+	}
 	if traceOK {
 		events, lost, err := ktrace.Read(ktrace.Dir)
 		if err != nil {
@@ -161,12 +190,16 @@ func (s *g) discipline(d daemon) error {
 		s.rep.Set("steps", float64(all.Steps))
 		s.rep.Set("adjtimex_writes_total", float64(all.AdjtimexWrites))
 		s.rep.Set("polls_total", float64(all.UDPSends))
+		var steps []string
 		for _, e := range events {
-			if e.Comm == d.Comm && (e.Name == ktrace.EvSettime || e.Name == ktrace.EvAdjtimex && e.Modes&ktrace.AdjSetOffset != 0) {
-				s.rep.Set("first_step_seconds", e.T-t0)
-				break
+			if e.Comm == d.Comm && e.IsStep() {
+				if len(steps) == 0 {
+					s.rep.Set("first_step_seconds", e.T-t0)
+				}
+				steps = append(steps, fmt.Sprintf("%.3f s: %s modes=%#x step=%+.6f s", e.T-t0, e.Name, e.Modes, float64(e.StepNS)/1e9))
 			}
 		}
+		s.rep.Facts["steps_detail"] = strings.Join(steps, "\n")
 		win := tEnd - seconds(s.spec.RMSWindowSeconds, 300*time.Second).Seconds()
 		c := ktrace.Count(events, d.Comm, win, tEnd)
 		s.rep.Set("window_adjtimex_writes", float64(c.AdjtimexWrites))

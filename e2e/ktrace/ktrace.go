@@ -32,9 +32,11 @@ const (
 )
 
 // Probes are the kprobe_events lines. do_adjtimex's argument is the kernel
-// copy of struct __kernel_timex, whose first field is the u32 modes.
+// copy of struct __kernel_timex (include/uapi/linux/timex.h): modes is the
+// u32 at 0, freq the s64 at 16, time.tv_sec and time.tv_usec (nanoseconds
+// with ADJ_NANO) the s64s at 72 and 80: ADJ_SETOFFSET's step.
 var Probes = []string{
-	"p:e2e/" + EvAdjtimex + " do_adjtimex modes=+0(%di):x32",
+	"p:e2e/" + EvAdjtimex + " do_adjtimex modes=+0(%di):x32 freq=+16(%di):s64 sec=+72(%di):s64 usec=+80(%di):s64",
 	"p:e2e/" + EvSettime + " do_settimeofday64",
 	"p:e2e/" + EvUDPSend + " udp_sendmsg",
 }
@@ -44,6 +46,7 @@ const (
 	AdjOffset    = 0x0001
 	AdjFrequency = 0x0002
 	AdjSetOffset = 0x0100
+	AdjNano      = 0x2000
 	AdjTick      = 0x4000
 )
 
@@ -54,6 +57,21 @@ type Event struct {
 	T     float64 // seconds, trace clock (CLOCK_MONOTONIC with Start)
 	Name  string
 	Modes uint32 // adjtimex events only
+	// StepNS is ADJ_SETOFFSET's step (adjtimex events with that mode).
+	StepNS int64
+}
+
+// IsStep reports whether the event moved the clock: a clock_settime, or an
+// ADJ_SETOFFSET by a non-zero amount (chronyd probes the mode with a zero
+// step at start).
+func (e Event) IsStep() bool {
+	switch e.Name {
+	case EvSettime:
+		return true
+	case EvAdjtimex:
+		return e.Modes&AdjSetOffset != 0 && e.StepNS != 0
+	}
+	return false
 }
 
 // Start installs the probes and starts tracing with CLOCK_MONOTONIC
@@ -140,6 +158,12 @@ func Parse(r io.Reader) (events []Event, lost int, err error) {
 				continue
 			}
 			ev.Modes = uint32(modes)
+			sec, _ := signedField(m[5], "sec")
+			sub, _ := signedField(m[5], "usec")
+			if ev.Modes&AdjNano == 0 {
+				sub *= 1000
+			}
+			ev.StepNS = saturatingStep(sec, sub)
 		}
 		events = append(events, ev)
 	}
@@ -162,6 +186,27 @@ func field(args, name string) (uint64, bool) {
 	return 0, false
 }
 
+func signedField(args, name string) (int64, bool) {
+	for _, f := range strings.Fields(args) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k != name {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 0, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+// saturatingStep is sec s + sub ns, kept within ±100 years so that wild
+// (or fuzzed) values cannot overflow.
+func saturatingStep(sec, sub int64) int64 {
+	const lim = 100 * 365 * 86400
+	sec = max(min(sec, lim), -lim)
+	sub = max(min(sub, 1e12), -1e12)
+	return sec*1e9 + sub
+}
+
 // Counts are one process's calls in a time span.
 type Counts struct {
 	// AdjtimexWrites are adjtimex/clock_adjtime calls with modes != 0
@@ -169,7 +214,8 @@ type Counts struct {
 	AdjtimexWrites int `json:"adjtimex_writes"`
 	// AdjtimexReads are calls with modes 0.
 	AdjtimexReads int `json:"adjtimex_reads"`
-	// Steps are clock_settime/settimeofday calls and ADJ_SETOFFSET.
+	// Steps are clock_settime/settimeofday calls and non-zero
+	// ADJ_SETOFFSETs.
 	Steps int `json:"steps"`
 	// FrequencySets are calls with ADJ_FREQUENCY or ADJ_TICK.
 	FrequencySets int `json:"frequency_sets"`
@@ -191,7 +237,7 @@ func Count(events []Event, comm string, from, to float64) Counts {
 				continue
 			}
 			c.AdjtimexWrites++
-			if e.Modes&AdjSetOffset != 0 {
+			if e.IsStep() {
 				c.Steps++
 			}
 			if e.Modes&(AdjFrequency|AdjTick) != 0 {

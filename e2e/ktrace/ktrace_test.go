@@ -22,8 +22,9 @@ const trace = `# tracer: nop
          chronyd-345     [000] d....    20.600100: adjtimex: (do_adjtimex+0x0/0x2c0) modes=0x4003
  kworker/u2:1-my-12      [000] d....    20.700000: udpsend: (udp_sendmsg+0x0/0xa70)
 CPU:0 [LOST 3 EVENTS]
-         chronyd-345     [000] d....    21.000000: adjtimex: (do_adjtimex+0x0/0x2c0) modes=0x2101
+         chronyd-345     [000] d....    21.000000: adjtimex: (do_adjtimex+0x0/0x2c0) modes=0x2101 freq=0 sec=-31 usec=935587588
          chronyd-345     [000] d....    21.000000: adjtimex: (do_adjtimex+0x0/0x2c0) modes=zz
+         chronyd-345     [000] d....    20.000000: adjtimex: (do_adjtimex+0x0/0x2c0) modes=0x2100 freq=0 sec=0 usec=0
 `
 
 func TestParseAndCount(t *testing.T) {
@@ -34,11 +35,14 @@ func TestParseAndCount(t *testing.T) {
 	if lost != 3 {
 		t.Errorf("lost = %d, want 3", lost)
 	}
-	if len(events) != 7 {
+	if len(events) != 8 {
 		t.Fatalf("%d events, want 7: %+v", len(events), events)
 	}
 	if got := events[5].Comm; got != "kworker/u2:1-my" {
 		t.Errorf("comm with a dash = %q", got)
+	}
+	if got, want := events[6].StepNS, int64(-31e9+935587588); got != want || !events[6].IsStep() {
+		t.Errorf("ADJ_SETOFFSET|ADJ_NANO step = %d ns (step %v), want %d", got, events[6].IsStep(), want)
 	}
 	tests := []struct {
 		name     string
@@ -47,7 +51,7 @@ func TestParseAndCount(t *testing.T) {
 		want     Counts
 	}{
 		{"init", "init", 0, 100, Counts{AdjtimexWrites: 1, Steps: 1, FrequencySets: 1}},
-		{"chronyd, all", "chronyd", 0, 100, Counts{AdjtimexWrites: 2, AdjtimexReads: 1, Steps: 1, FrequencySets: 1, UDPSends: 1}},
+		{"chronyd, all (its zero ADJ_SETOFFSET probe is no step)", "chronyd", 0, 100, Counts{AdjtimexWrites: 3, AdjtimexReads: 1, Steps: 1, FrequencySets: 1, UDPSends: 1}},
 		{"chronyd, window", "chronyd", 20.55, 21, Counts{AdjtimexWrites: 1, AdjtimexReads: 1, FrequencySets: 1}},
 		{"nobody", "ntptoold", 0, 100, Counts{}},
 	}
