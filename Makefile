@@ -51,3 +51,11 @@ clean:
 # chrony's and NTPsec's figures from clknetsim.
 bench-sim:
 	$(GO) run ./bench/sim -dir bench/sim
+
+# End-to-end tests on a real kernel clock: Debian's kernel in a QEMU (TCG)
+# guest, one boot per scenario, against `ntptool serve` on 127.0.0.1. Only
+# the guest's clock is ever changed. See docs/e2e.md; E2E_FLAGS=-list shows
+# the scenarios, E2E_FLAGS=-pending also runs those that wait for `ntptool run`.
+.PHONY: e2e-vm
+e2e-vm:
+	$(GO) run ./e2e $(E2E_FLAGS)

@@ -88,6 +88,7 @@ func mainErr(ctx context.Context, args []string, stdout io.Writer) int {
 	rows, err := h.runAll(ctx, sel)
 	printTable(stdout, rows)
 	printComparison(stdout, h.reports)
+	printSummary(stdout, rows)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -307,6 +308,23 @@ func printTable(w io.Writer, rows []check) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Scenario, r.Expect, r.Measured, r.Status)
 	}
 	tw.Flush()
+}
+
+// printSummary ends the output with one "N passed, N failed" line, which CI
+// reads as the test count (INFO rows are figures, not tests).
+func printSummary(w io.Writer, rows []check) {
+	var p, f, s int
+	for _, r := range rows {
+		switch {
+		case r.Status == pass:
+			p++
+		case r.Status == fail:
+			f++
+		case strings.HasPrefix(r.Status, skip):
+			s++
+		}
+	}
+	fmt.Fprintf(w, "\ne2e: %d passed, %d failed, %d skipped\n", p, f, s)
 }
 
 // printComparison is scenario 5's table: chrony and ntptool side by side.

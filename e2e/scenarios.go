@@ -270,21 +270,20 @@ func firstLine(s string) string {
 }
 
 // freqTolerancePPM is how close a frequency must be measured: 10 ppm, or
-// more when the guest's own rate (TCG's emulated clock) wandered more than
-// that between the windows of its free run.
+// more when the rig cannot measure that well: three standard errors of the
+// rate fits the figure is made of, plus twice the wander of the guest's
+// own rate (TCG's emulated clock) seen between the free run's windows.
 func freqTolerancePPM(r *report.Report) float64 {
-	sd, ok := r.Metric("free_window_sd_ppm")
-	if !ok {
-		return 10
-	}
-	return math.Max(10, 4*sd)
+	seF, seA, w := r.Metrics["free_rate_se_ppm"], r.Metrics["adjusted_rate_se_ppm"], r.Metrics["free_wander_ppm"]
+	return math.Max(10, 3*math.Hypot(seF, seA)+2*w)
 }
 
 func rateRows(r *report.Report) []check {
+	m := r.Metrics
 	return []check{
-		metric(r, "free_rate_ppm", "guest's own rate vs host (free run)", "%+.2f ppm", 1, nil),
-		{Expect: "its spread over windows", Measured: fmt.Sprintf("sd %.2f ppm, [%+.2f, %+.2f] over %.0f windows",
-			r.Metrics["free_window_sd_ppm"], r.Metrics["free_window_min_ppm"], r.Metrics["free_window_max_ppm"], r.Metrics["free_windows"]), Status: info},
+		{Expect: "guest's own rate vs host (free run)", Measured: fmt.Sprintf("%+.2f ± %.2f ppm over %.0f s", m["free_rate_ppm"], m["free_rate_se_ppm"], m["free_windows"]*15), Status: info},
+		{Expect: "its spread over 15 s windows", Measured: fmt.Sprintf("sd %.2f ppm [%+.1f, %+.1f]: noise %.2f, wander %.2f",
+			m["free_window_sd_ppm"], m["free_window_min_ppm"], m["free_window_max_ppm"], m["free_window_se_ppm"], m["free_wander_ppm"]), Status: info},
 	}
 }
 
@@ -298,7 +297,8 @@ func expectSmoke(r *report.Report, sp report.Spec) []check {
 			func(v float64) bool { return math.Abs(v-sp.InjectFreqPPM) < 1e-3 }),
 		metric(r, "freq_seen_ppm", fmt.Sprintf("host sees %+.0f ppm (±%.0f)", sp.InjectFreqPPM, tol), "%+.2f ppm", 1,
 			func(v float64) bool { return math.Abs(v-sp.InjectFreqPPM) <= tol }),
-		metric(r, "adjusted_window_sd_ppm", "rate spread with the frequency set", "sd %.2f ppm", 1, nil),
+		check{Expect: "with it set, spread over 15 s windows", Measured: fmt.Sprintf("sd %.2f ppm: noise %.2f, wander %.2f",
+			r.Metrics["adjusted_window_sd_ppm"], r.Metrics["adjusted_window_se_ppm"], r.Metrics["adjusted_wander_ppm"]), Status: info},
 		metric(r, "trace_init_steps", "kernel trace: the init's 1 step", "%.0f", 1, func(v float64) bool { return v == 1 }),
 		metric(r, "trace_init_frequency_sets", "kernel trace: the init's 1 ADJ_FREQUENCY", "%.0f", 1, func(v float64) bool { return v == 1 }),
 		check{Expect: "kernel trace: every query packet counted", Measured: fmt.Sprintf("%.0f traced / %.0f sent",

@@ -92,10 +92,11 @@ func (s *g) sampleFor(d, interval time.Duration) ([]sample, error) {
 
 // fit is a least-squares line through offsets: RatePPM is the guest's rate
 // against the host (positive: the guest runs fast), which is minus the
-// slope of host - guest.
+// slope of host - guest; StdErrPPM is the slope's standard error from the
+// residuals (what measurement noise alone makes of the rate).
 type fit struct {
-	RatePPM, ResidualRMS, Span float64
-	N                          int
+	RatePPM, StdErrPPM, ResidualRMS, Span float64
+	N                                     int
 }
 
 func fitRate(ss []sample) (fit, error) {
@@ -123,23 +124,43 @@ func fitRate(ss []sample) (fit, error) {
 		e := s.Offset - (icpt + slope*(s.T-t0))
 		res += e * e
 	}
-	return fit{RatePPM: -slope * 1e6, ResidualRMS: math.Sqrt(res / n), Span: ss[len(ss)-1].T - t0, N: len(ss)}, nil
+	se := math.Sqrt(res / (n - 2) / (den / n))
+	return fit{RatePPM: -slope * 1e6, StdErrPPM: se * 1e6, ResidualRMS: math.Sqrt(res / n), Span: ss[len(ss)-1].T - t0, N: len(ss)}, nil
 }
 
 // windowRates fits the rate in consecutive windows of w seconds.
-func windowRates(ss []sample, w float64) []float64 {
-	var rates []float64
+func windowRates(ss []sample, w float64) []fit {
+	var fits []fit
 	for i := 0; i < len(ss); {
 		j := i
 		for j < len(ss) && ss[j].T-ss[i].T < w {
 			j++
 		}
 		if f, err := fitRate(ss[i:j]); err == nil && f.Span >= w/2 {
-			rates = append(rates, f.RatePPM)
+			fits = append(fits, f)
 		}
 		i = j
 	}
-	return rates
+	return fits
+}
+
+// wander separates the spread of window rates into what measurement noise
+// explains (seRMS, the windows' standard errors) and what it does not: the
+// emulated clock's own rate changes, sqrt(sd² - seRMS²), 0 if noise
+// explains it all.
+func wander(fits []fit) (sd, seRMS, wanderPPM float64) {
+	rates := make([]float64, len(fits))
+	var se2 float64
+	for i, f := range fits {
+		rates[i] = f.RatePPM
+		se2 += f.StdErrPPM * f.StdErrPPM
+	}
+	_, sd = meanSD(rates)
+	if len(fits) == 0 {
+		return sd, math.NaN(), math.NaN()
+	}
+	seRMS = math.Sqrt(se2 / float64(len(fits)))
+	return sd, seRMS, math.Sqrt(math.Max(0, sd*sd-seRMS*seRMS))
 }
 
 func meanSD(v []float64) (mean, sd float64) {
@@ -157,8 +178,9 @@ func meanSD(v []float64) (mean, sd float64) {
 }
 
 // measureRate measures the guest's rate for d in windows of w and records
-// it under prefix: <prefix>_rate_ppm (whole span), _window_mean_ppm,
-// _window_sd_ppm, _window_min_ppm, _window_max_ppm.
+// it under prefix: <prefix>_rate_ppm and _rate_se_ppm (whole span),
+// _window_mean_ppm, _window_sd_ppm, _window_se_ppm, _wander_ppm,
+// _window_min_ppm, _window_max_ppm.
 func (s *g) measureRate(prefix string, d, w, interval time.Duration) (fit, error) {
 	ss, err := s.sampleFor(d, interval)
 	s.addSeries(prefix+"_offset", ss, 0)
@@ -170,22 +192,30 @@ func (s *g) measureRate(prefix string, d, w, interval time.Duration) (fit, error
 		return fit{}, fmt.Errorf("%s: %w", prefix, err)
 	}
 	s.rep.Set(prefix+"_rate_ppm", f.RatePPM)
+	s.rep.Set(prefix+"_rate_se_ppm", f.StdErrPPM)
 	s.rep.Set(prefix+"_fit_residual_rms_seconds", f.ResidualRMS)
-	wr := windowRates(ss, w.Seconds())
-	mean, sd := meanSD(wr)
+	wf := windowRates(ss, w.Seconds())
+	rates := make([]float64, len(wf))
+	for i, x := range wf {
+		rates[i] = x.RatePPM
+	}
+	mean, _ := meanSD(rates)
+	sd, se, wd := wander(wf)
 	s.rep.Set(prefix+"_window_mean_ppm", mean)
 	s.rep.Set(prefix+"_window_sd_ppm", sd)
-	s.rep.Set(prefix+"_windows", float64(len(wr)))
-	if len(wr) > 0 {
-		lo, hi := wr[0], wr[0]
-		for _, r := range wr {
+	s.rep.Set(prefix+"_window_se_ppm", se)
+	s.rep.Set(prefix+"_wander_ppm", wd)
+	s.rep.Set(prefix+"_windows", float64(len(wf)))
+	if len(rates) > 0 {
+		lo, hi := rates[0], rates[0]
+		for _, r := range rates {
 			lo, hi = math.Min(lo, r), math.Max(hi, r)
 		}
 		s.rep.Set(prefix+"_window_min_ppm", lo)
 		s.rep.Set(prefix+"_window_max_ppm", hi)
 	}
-	s.note("%s: rate %+.2f ppm over %.0f s (windows of %.0f s: mean %+.2f sd %.2f ppm), residual %.0f µs",
-		prefix, f.RatePPM, f.Span, w.Seconds(), mean, sd, f.ResidualRMS*1e6)
+	s.note("%s: rate %+.2f ± %.2f ppm over %.0f s; windows of %.0f s: mean %+.2f sd %.2f (noise %.2f, wander %.2f) ppm; residual %.0f µs",
+		prefix, f.RatePPM, f.StdErrPPM, f.Span, w.Seconds(), mean, sd, se, wd, f.ResidualRMS*1e6)
 	return f, nil
 }
 
