@@ -263,7 +263,7 @@ func (h *harness) runOne(ctx context.Context, s scenario) []check {
 		if res.TimedOut {
 			why = fmt.Sprintf("timed out after %v: %v", b, err)
 		}
-		fmt.Fprintf(h.out, "e2e: %s: %s; last console lines (%s):\n%s\n", s.Name, why, console, indent(tailLines(string(res.Log), 40)))
+		fmt.Fprintf(h.out, "e2e: %s: %s; last console lines (%s):\n%s\n", s.Name, why, console, indent(consoleTail(res.Log, 40)))
 		return fail1(why)
 	}
 	h.reports[s.Name] = rep
@@ -274,7 +274,7 @@ func (h *harness) runOne(ctx context.Context, s scenario) []check {
 		{Expect: "boot to init", Measured: fmt.Sprintf("%.2f s (whole boot %.1f s wall)", rep.Metrics["boot_to_init_seconds"], res.Wall.Seconds()), Status: info},
 	}
 	if rep.Error != "" {
-		fmt.Fprintf(h.out, "e2e: %s: the guest failed: %s\nlast console lines (%s):\n%s\n", s.Name, rep.Error, console, indent(tailLines(string(res.Log), 40)))
+		fmt.Fprintf(h.out, "e2e: %s: the guest failed: %s\nlast console lines (%s):\n%s\n", s.Name, rep.Error, console, indent(consoleTail(res.Log, 40)))
 		if dl := rep.Facts["daemon_log"]; dl != "" {
 			fmt.Fprintf(h.out, "daemon log tail:\n%s\n", indent(tailLines(dl, 20)))
 		}
@@ -291,6 +291,18 @@ func (h *harness) runOne(ctx context.Context, s scenario) []check {
 		}
 	}
 	return rows
+}
+
+// consoleTail is the end of a console log without the report frame's
+// base64 (the report's content is printed apart).
+func consoleTail(log []byte, n int) string {
+	var keep []string
+	for _, l := range strings.Split(string(log), "\n") {
+		if !isFrameLine(l) {
+			keep = append(keep, l)
+		}
+	}
+	return tailLines(strings.Join(keep, "\n"), n)
 }
 
 func indent(s string) string {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,7 +43,7 @@ func scenarioDHCPHooks(s *g) error {
 		out, err := exec.Command(ntptoolBin, "step", "--by", ph.by, "--config", ntptoolConf).CombinedOutput()
 		s.rep.Facts["step_"+ph.name+"_output"] = tail(string(out), 20)
 		if err != nil {
-			return fmt.Errorf("ntptool step --by %s: %v", ph.by, err)
+			return fmt.Errorf("ntptool step --by %s: %v: %s", ph.by, err, firstLineOf(string(out)))
 		}
 		s.rep.Set("step_"+ph.name+"_acks", float64(acks()-a0))
 		tWatch := mono()
@@ -105,4 +106,9 @@ func waitForFine(d time.Duration, cond func() bool) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+func firstLineOf(s string) string {
+	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return l
 }
