@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -22,11 +21,13 @@ type binaries struct {
 	ntptool, init string
 }
 
+// goTool is the go command: on $PATH, else where the project's set-up
+// puts it.
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	return "/usr/local/go/bin/go"
 }
 
 // buildBinaries builds a static ntptool and the static guest init.

@@ -72,7 +72,7 @@ func TestSelectScenarios(t *testing.T) {
 		t.Fatal(err)
 	}
 	run, skipped := names(sel)
-	if diff := cmp.Diff([]string{"smoke", "chrony", "dhcp-noh"}, run); diff != "" {
+	if diff := cmp.Diff([]string{"smoke", "chrony", "dhcp-noh", "dhcp-noh-udhcpc", "dhcp-noh-dhcpcd"}, run); diff != "" {
 		t.Errorf("default run (-want +got):\n%s", diff)
 	}
 	if len(skipped) != 6 {

@@ -364,6 +364,7 @@ func printComparison(w io.Writer, reps map[string]*report.Report) {
 	}{
 		{"time to |offset| < 5 ms", "time_to_5ms_seconds", "%.1f s", 1},
 		{"settled < 5 ms from", "settle_5ms_seconds", "%.1f s", 1},
+		{"samples ≥ 5 ms after first below", "samples_over_5ms_after_first", "%.0f", 1},
 		{"offset RMS, last window", "rms_offset_seconds", "%.3f ms", 1e3},
 		{"max |offset|, last window", "max_abs_offset_window_seconds", "%.3f ms", 1e3},
 		{"frequency error", "freq_error_ppm", "%+.2f ppm", 1},

@@ -86,6 +86,8 @@ var scenarioList = []scenario{
 		},
 		Expect: expectDHCPNoHooks,
 	},
+	dhcpNoHooksMonotonic("dhcp-noh-udhcpc", "udhcpc"),
+	dhcpNoHooksMonotonic("dhcp-noh-dhcpcd", "dhcpcd"),
 	{
 		Name: "discipline", Issue: "1", Pending: needsRun,
 		Spec: func(o options) report.Spec {
@@ -121,6 +123,18 @@ func comparisonSpec(o options, name, config string) report.Spec {
 	return report.Spec{Scenario: name, ServerPort: o.Port, InjectStepSeconds: injectStep, InjectFreqPPM: injectFreq,
 		FreeRunSeconds: pick(o, 60, 30), RateWindowSeconds: 15, RunSeconds: pick(o, 600, 180),
 		RMSWindowSeconds: pick(o, 300, 60), SampleSeconds: 2, Config: config}
+}
+
+// dhcpNoHooksMonotonic is scenario 4's baseline: the same -1 h step with no
+// hook under a client whose timers are monotonic; the address must survive.
+func dhcpNoHooksMonotonic(name, client string) scenario {
+	return scenario{
+		Name: name, Issue: "4, baseline without hooks", Bundles: []string{bundleDHCP},
+		Spec: func(o options) report.Spec {
+			return report.Spec{Scenario: "dhcp-noh", ServerPort: o.Port, LeaseSeconds: 120, DHCPClient: client}
+		},
+		Expect: expectDHCPMonotonic,
+	}
 }
 
 func dhcpHooks(name, client, issue string) scenario {
@@ -318,6 +332,7 @@ func disciplineRows(r *report.Report, sp report.Spec) []check {
 		metric(r, "steps", "steps the clock once", "%.0f", 1, func(v float64) bool { return v == 1 }),
 		metric(r, "time_to_5ms_seconds", "reaches |offset| < 5 ms", "%.1f s", 1, func(v float64) bool { return v < sp.RunSeconds }),
 		metric(r, "settle_5ms_seconds", "stays < 5 ms from", "%.1f s", 1, nil),
+		metric(r, "samples_over_5ms_after_first", "samples ≥ 5 ms after the first below", "%.0f", 1, nil),
 		metric(r, "rms_offset_seconds", fmt.Sprintf("offset RMS, last %.0f s, < 5 ms", win), "%.3f ms", 1e3, func(v float64) bool { return v < 5e-3 }),
 		metric(r, "max_abs_offset_window_seconds", fmt.Sprintf("max |offset|, last %.0f s", win), "%.3f ms", 1e3, nil),
 		metric(r, "freq_error_ppm", fmt.Sprintf("frequency error vs guest's own rate (±%.0f)", tol), "%+.2f ppm", 1, func(v float64) bool { return math.Abs(v) <= tol }),
@@ -375,6 +390,19 @@ func expectDHCPNoHooks(r *report.Report, sp report.Spec) []check {
 			func(v float64) bool { return v >= lease-10 && v <= lease+15 }),
 		fact(r, "client_alive_at_end", "dhclient still running", "true"),
 		metric(r, "acks_after_step", "no renewal after the step", "%.0f ACKs", 1, func(v float64) bool { return v == 0 }),
+	}
+}
+
+func expectDHCPMonotonic(r *report.Report, sp report.Spec) []check {
+	lease := float64(sp.LeaseSeconds)
+	return []check{
+		metric(r, "valid_lft_at_bind_seconds", fmt.Sprintf("%s bound, valid_lft ≈ %.0f s", sp.DHCPClient, lease), "%.0f s", 1,
+			func(v float64) bool { return v > lease-15 && v <= lease }),
+		fact(r, "address_lost", "address kept after the -1 h step, no hook", "false"),
+		metric(r, "address_lasted_after_bind_seconds", fmt.Sprintf("watched past valid_lft (≥ %.0f s)", lease+30), "%.1f s", 1,
+			func(v float64) bool { return v >= lease+30 }),
+		fact(r, "client_alive_at_end", sp.DHCPClient+" still running", "true"),
+		metric(r, "acks_after_step", "renewed on its monotonic timer", "%.0f ACKs", 1, func(v float64) bool { return v >= 1 }),
 	}
 }
 

@@ -126,7 +126,7 @@ func (s *g) boot() error {
 	s.rep.Facts["clocksource"] = strings.TrimSpace(string(cs))
 	kv, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	s.rep.Facts["kernel"] = strings.TrimSpace(string(kv))
-	for _, d := range []string{"/var/run", "/var/lib/dhcp", "/var/lib/chrony", "/var/lib/ntptool", "/var/log/ntptool", "/run/chrony", "/run/ntptool", "/etc"} {
+	for _, d := range []string{"/var/run", "/var/lib/dhcp", "/var/lib/chrony", "/var/lib/ntptool", "/var/log/ntptool", "/run/chrony", "/run/ntptool", "/etc", "/var/lib/dhcpcd", "/run/dhcpcd"} {
 		_ = os.MkdirAll(d, 0o750)
 	}
 	// busybox provides the shell utilities; dash is /bin/sh because

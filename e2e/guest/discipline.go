@@ -230,6 +230,17 @@ func summarise(rep *report.Report, ss []sample, t0, tEnd, window float64) {
 	}
 	rep.Set("time_to_5ms_seconds", first)
 	rep.Set("settle_5ms_seconds", settle)
+	// Samples at or over 5 ms after the first below: a transient, or an
+	// outlier of the measurement (which makes settle_5ms late).
+	if !math.IsNaN(first) {
+		n := 0
+		for _, x := range ss {
+			if x.T-t0 > first && math.Abs(x.Offset) >= 5e-3 {
+				n++
+			}
+		}
+		rep.Set("samples_over_5ms_after_first", float64(n))
+	}
 	var win []sample
 	for _, x := range ss {
 		if x.T >= tEnd-window {
