@@ -6,7 +6,7 @@ PEERS_DIR ?= $(CURDIR)/.cache/peers
 export NTPTOOL_PEERS := $(PEERS_DIR)/root
 FUZZTIME  ?= 20s
 
-.PHONY: build test lint fuzz bench bench-query bench-serve bench-sim demo check peers clean
+.PHONY: build test lint fuzz bench bench-query bench-serve bench-sim demo check peers clean package
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/ntptool
@@ -51,6 +51,32 @@ clean:
 # chrony's and NTPsec's figures from clknetsim.
 bench-sim:
 	$(GO) run ./bench/sim -dir bench/sim
+
+# Packages: bin/pkg/ntptool_VERSION-1_ARCH.deb, .rpm and .apk, built with
+# nfpm from the static binary, the unit files and OpenRC script, the
+# example config, and man pages and shell completions generated from the
+# commands (dist/pkg/nfpm.yaml lists the files). PKG_OUT moves them.
+VERSION    ?= 0.1.0
+PKG_OUT    ?= $(CURDIR)/bin/pkg
+MAINTAINER ?= ntptool developers <ntptool@users.noreply.github.com>
+LICENSE    ?= LicenseRef-ntptool
+NFPM_VERSION := v2.45.2
+
+package: build
+	@set -e; stage=$(PKG_OUT)/stage; rm -rf $$stage; mkdir -p $$stage/man $$stage/completions; \
+	epoch=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}; \
+	SOURCE_DATE_EPOCH=$$epoch $(GO) run -tags gendocs ./cmd/ntptool gen-docs --man $$stage/man --version $(VERSION); \
+	gzip -9n $$stage/man/*.1; \
+	for sh in bash fish; do $(BIN) completion $$sh > $$stage/completions/ntptool.$$sh; done; \
+	$(BIN) completion zsh > $$stage/completions/_ntptool; \
+	printf 'ntptool (%s-1) unstable; urgency=medium\n\n  * Release %s.\n\n -- %s  %s\n' \
+		'$(VERSION)' '$(VERSION)' '$(MAINTAINER)' "$$(date -u -R -d @$$epoch)" | gzip -9n > $$stage/changelog.Debian.gz; \
+	GOBIN=$(PKG_OUT)/tools $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION); \
+	sed -e "s|\$${VERSION}|$(VERSION)|; s|\$${ARCH}|$$($(GO) env GOARCH)|; s|\$${MAINTAINER}|$(MAINTAINER)|; s|\$${LICENSE}|$(LICENSE)|" \
+		-e "s|\$${BIN}|$(abspath $(BIN))|; s|\$${STAGE}|$$stage|" dist/pkg/nfpm.yaml > $$stage/nfpm.yaml; \
+	for p in deb rpm apk; do \
+		SOURCE_DATE_EPOCH=$$epoch $(PKG_OUT)/tools/nfpm package --config $$stage/nfpm.yaml --packager $$p --target $(PKG_OUT)/; \
+	done
 
 # End-to-end tests on a real kernel clock: Debian's kernel in a QEMU (TCG)
 # guest, one boot per scenario, against `ntptool serve` on 127.0.0.1. Only

@@ -48,6 +48,8 @@ type Config struct {
 	Audit Audit `toml:"audit"`
 	// Log configures logging.
 	Log Log `toml:"log"`
+	// Run configures the daemon process itself.
+	Run Run `toml:"run"`
 
 	// origin is where the configuration was read from; nil if built in code.
 	origin *origin
@@ -172,6 +174,10 @@ type Control struct {
 	// Socket is the Unix socket path. Default "/run/ntptool/control.sock";
 	// "" disables it.
 	Socket string `toml:"socket"`
+	// Group owns the socket (mode 0660), so that its members may run the
+	// read-only commands: a group name or numeric id. Default "": the
+	// daemon's own group.
+	Group string `toml:"group"`
 }
 
 // Metrics is the Prometheus endpoint.
@@ -195,6 +201,16 @@ type Log struct {
 	Level string `toml:"level"`
 	// Format is "text" or "json". Default "text".
 	Format string `toml:"format"`
+}
+
+// Run configures the daemon process (ntptool run).
+type Run struct {
+	// User is the account the daemon switches to after start when started
+	// as root, keeping only the capabilities it needs (CAP_SYS_TIME, and
+	// CAP_NET_BIND_SERVICE when serving on a port below 1024); its primary
+	// group becomes the daemon's group. "" (the default) keeps the user it
+	// was started as (under systemd, User= does the switch).
+	User string `toml:"user"`
 }
 
 // Duration is a time.Duration written in TOML as a string ("1s", "500ms")

@@ -90,10 +90,11 @@ func TestLoadFull(t *testing.T) {
 			Timeout:      sec(30),
 			OnFailure:    "slew",
 		},
-		Control: Control{Socket: ""},
+		Control: Control{Socket: "", Group: "ntp"},
 		Metrics: Metrics{Listen: "127.0.0.1:9123"},
 		Audit:   Audit{Journal: "/var/log/ntptool/other.jsonl"},
 		Log:     Log{Level: "debug", Format: "json"},
+		Run:     Run{User: "ntptool"},
 	}
 	if diff := cmp.Diff(want, *c, ignoreOrigin); diff != "" {
 		t.Errorf("(-want +got)\n%s", diff)
@@ -381,12 +382,30 @@ on_failure = "abort"
 			{Key: "audit.journal", Line: 3, Msg: `"audit.jsonl" must be an absolute path`},
 		},
 	}, {
+		name: "control group",
+		text: "[control]\ngroup = \"ntp users\"\n",
+		want: []Problem{{Key: "control.group", Line: 2, Msg: `"ntp users" is not a group name or number`}},
+	}, {
 		name: "log",
 		text: "[log]\nlevel = \"INFO\"\nformat = \"xml\"\n",
 		want: []Problem{
 			{Key: "log.level", Line: 2, Msg: `"INFO": want one of "debug", "info", "warn" or "error"`},
 			{Key: "log.format", Line: 3, Msg: `"xml": want one of "text" or "json"`},
 		},
+	}, {
+		name: "run user",
+		text: "[run]\nuser = \"ntptool\"\n",
+	}, {
+		name: "run uid",
+		text: "[run]\nuser = \"123\"\n",
+	}, {
+		name: "run user not a name",
+		text: "[run]\nuser = \"-root\"\n",
+		want: []Problem{{Key: "run.user", Line: 2, Msg: `"-root" is not a user name (letters, digits, '_', '-' and '.', not starting with '-', at most 32) or a numeric uid`}},
+	}, {
+		name: "run user with a space",
+		text: "[run]\nuser = \"nt p\"\n",
+		want: []Problem{{Key: "run.user", Line: 2, Msg: `"nt p" is not a user name (letters, digits, '_', '-' and '.', not starting with '-', at most 32) or a numeric uid`}},
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.text), "test.toml")

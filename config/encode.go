@@ -19,6 +19,7 @@ var tableDocs = map[string][]string{
 	"metrics":          {"The Prometheus endpoint; \"\" disables it."},
 	"audit":            {"The journal of every clock change (JSON lines); \"\" disables it."},
 	"log":              {"Logging."},
+	"run":              {"The daemon process: the user it switches to when started as root (\"\" keeps it)."},
 }
 
 // DefaultTOML returns the default configuration as a commented TOML file

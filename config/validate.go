@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +85,10 @@ var (
 	logFormats   = []string{"text", "json"}
 )
 
+// groupName matches a POSIX group name (with the common allowance for a
+// trailing $ and upper case) or a numeric group id.
+var groupName = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_.-]{0,31}\$?|[0-9]{1,10})$`)
+
 // Range limits of Validate's checks.
 const (
 	maxSlewRatePPM = 100000 // the kernel's limit (tick adjustment included)
@@ -104,9 +109,10 @@ const (
 // addresses are IP:port (IPv6 in brackets; an empty host is every address);
 // allow and deny are CIDRs or bare addresses (see ParsePrefix);
 // local_stratum is 0..15; the rate limit has interval > 0, burst >= 1 and
-// table_size in [16, 2^24]; hooks are non-empty commands with an absolute
+// table_size in [16, 2^24]; run.user is a user name or uid; hooks are non-empty commands with an absolute
 // program path and a timeout > 0; the words of dhcp_renew, on_failure and
-// log are known ones; and file paths are absolute.
+// log are known ones; control.group is a group name or number; and file
+// paths are absolute.
 func (c *Config) Validate() error {
 	v := &validator{origin: c.origin}
 	v.sources(c.Sources)
@@ -118,12 +124,18 @@ func (c *Config) Validate() error {
 	v.server(c.Server)
 	v.hooks(c.Hooks)
 	v.path("control.socket", c.Control.Socket)
+	if g := c.Control.Group; g != "" && !groupName.MatchString(g) {
+		v.add("control.group", "%q is not a group name or number", g)
+	}
 	if c.Metrics.Listen != "" {
 		v.hostPort("metrics.listen", c.Metrics.Listen)
 	}
 	v.path("audit.journal", c.Audit.Journal)
 	v.oneOf("log.level", c.Log.Level, logLevels)
 	v.oneOf("log.format", c.Log.Format, logFormats)
+	if u := c.Run.User; u != "" && !validUserName(u) {
+		v.add("run.user", "%q is not a user name (letters, digits, '_', '-' and '.', not starting with '-', at most 32) or a numeric uid", u)
+	}
 	if len(v.problems) == 0 {
 		return nil
 	}
@@ -270,6 +282,16 @@ func (v *validator) hostPort(key, addr string) {
 	if err := checkHostPort(addr); err != nil {
 		v.add(key, "%v", err)
 	}
+}
+
+// validUserName accepts what useradd accepts by default (and a numeric
+// uid): the value is looked up in the user database only when the daemon
+// starts, on the host it runs on.
+func validUserName(u string) bool {
+	if len(u) > 32 || u[0] == '-' {
+		return false
+	}
+	return strings.Trim(u, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == "" && u != "." && u != ".."
 }
 
 // checkHostPort checks a listen address: an IP address, or empty for every

@@ -5,56 +5,133 @@ import (
 	"time"
 
 	"github.com/ntptool/ntptool/driftfile"
-	"github.com/ntptool/ntptool/ntpclient"
 )
+
+// Role is a source's part in the last selection.
+type Role int
+
+// Roles, after chronyc's source states.
+const (
+	// RoleNone: not voting (not answered yet, answering unsynchronised,
+	// a KoD).
+	RoleNone Role = iota
+	// RoleUnreachable: no usable reply for 8 polls, or a KoD DENY/RSTR.
+	RoleUnreachable
+	// RoleFalseticker: its interval is outside the majority's, or no
+	// majority agrees.
+	RoleFalseticker
+	// RoleNotCombined: a truechimer the clustering left out.
+	RoleNotCombined
+	// RoleCombined: combined into the estimate.
+	RoleCombined
+	// RoleSelected: the combined source with the tightest estimate.
+	RoleSelected
+)
+
+var roleNames = [...]string{"none", "unreachable", "falseticker", "not-combined", "combined", "selected"}
+
+func (r Role) String() string { return roleNames[r] }
 
 // Status is the engine's state, for the status and sources commands and
 // for tests.
 type Status struct {
+	// State is the synchronisation state, and NoSelection why the last
+	// selection failed (empty when it did not).
+	State       State
+	NoSelection string
 	// Synced is set once the clock has been corrected from a selection.
 	Synced bool
 	// OffsetS is the estimated offset of the clock now (local − true, s),
-	// from the last combination of the truechimers, before the correction
-	// in progress; SigmaS is its standard deviation. Both 0 before one.
+	// from the last combination of the sources predicted to now; SigmaS
+	// is its standard deviation. Both 0 before one.
 	OffsetS, SigmaS float64
-	// FreqPPM is the frequency correction in force (without a slew).
-	FreqPPM float64
-	// Leap is the leap second announced to the kernel (+1, -1 or 0).
+	// FreqPPM is the frequency correction in force (without a slew), and
+	// SkewPPM the standard deviation of the frequency estimate.
+	FreqPPM, SkewPPM float64
+	// DistanceS is the root distance of the last selection.
+	DistanceS float64
+	// Leap is the leap second the majority announces (+1, −1 or 0).
 	Leap int
 	// Requests sent and clock Updates made.
 	Requests, Updates int
 	// MeanPoll is the mean interval between requests to a source.
 	MeanPoll time.Duration
-	// Held says why the clock is not being corrected (panic threshold).
+	// Held says why the clock is not being corrected (panic threshold, a
+	// cancelled step with hold).
 	Held string
-	// Sources are the sources in configuration order.
-	Sources []ntpclient.SourceStatus
+	// StepPending is set while a step proposal awaits its hooks.
+	StepPending bool
+	// LastError is the last error carrying out a clock action, and Errors
+	// how many there were.
+	LastError string
+	Errors    int
+	// Sources are the sources in the order they were added.
+	Sources []SourceStatus
+}
+
+// SourceStatus is one source's state.
+type SourceStatus struct {
+	// ID is the source's id, Name its configured name.
+	ID   int
+	Name string
+	// Role is its part in the last selection.
+	Role Role
+	// Reach is the reach register: bit 0 is the latest request.
+	Reach uint8
+	// PollLog2 is the current poll interval, log2 seconds.
+	PollLog2 int
+	// Stratum is the source's stratum in its last valid reply.
+	Stratum int
+	// OffsetS is the estimated offset of the clock against this source
+	// (local − source, s) now, and SigmaS its standard deviation; 0 before
+	// a sample.
+	OffsetS, SigmaS float64
+	// LastOffsetS and LastDelayS are the last usable sample's offset
+	// (local − source) and round-trip delay, s.
+	LastOffsetS, LastDelayS float64
+	// FloorDelayS is the lowest round-trip delay seen.
+	FloorDelayS float64
 }
 
 // Status returns the engine's state now; it changes nothing.
 func (e *Engine) Status() Status {
 	st := Status{
-		Synced: e.synced, FreqPPM: e.clk.FrequencyPPM(), Leap: e.leap,
-		Requests: e.requests, Updates: e.updates,
+		State: e.state, Synced: e.state != Unsynchronised, FreqPPM: e.clk.FrequencyPPM(), Leap: e.leap,
+		Requests: e.requests, Updates: e.disc.Updates(), StepPending: e.pending != nil,
+		DistanceS: e.distance, Errors: e.errCount,
 	}
-	if e.held != nil {
-		st.Held = e.held.Error()
+	for _, err := range []struct {
+		dst *string
+		err error
+	}{{&st.Held, e.held}, {&st.NoSelection, e.noSelect}, {&st.LastError, e.lastErr}} {
+		if err.err != nil {
+			*err.dst = err.err.Error()
+		}
 	}
 	real, now := e.clk.Now()
 	u, applied := e.u(real, now)
 	var polls int
 	var sum time.Duration
 	for _, s := range e.sources {
-		n, d := s.Polls()
+		n, d := s.wire.Polls()
 		polls += max(n-1, 0)
 		sum += d
-		st.Sources = append(st.Sources, s.Status(u, applied))
+		ss := SourceStatus{
+			ID: s.id, Name: s.wire.Name(), Role: s.role, Reach: s.wire.Reach(), PollLog2: s.wire.PollLog2(),
+			FloorDelayS: s.est.FloorDelay(), LastOffsetS: s.last.OffsetS, LastDelayS: s.last.DelayS,
+		}
+		if r := s.wire.Last(); r != nil {
+			ss.Stratum = r.Stratum
+		}
+		if est, ok := s.est.Peek(u); ok {
+			ss.OffsetS, ss.SigmaS = est.X+applied, math.Sqrt(est.VarX)
+		}
+		st.Sources = append(st.Sources, ss)
 	}
-	if e.truechimers > 0 {
-		// The last combined estimate of the truechimers, predicted to now.
-		h := u - e.estU
-		st.OffsetS = e.est.X + e.est.Y*h + applied
-		st.SigmaS = math.Sqrt(e.est.VarX + e.est.VarY*h*h)
+	if e.haveEst {
+		in := e.predicted(real, now)
+		st.OffsetS, st.SigmaS = in.OffsetS, in.SigmaS
+		st.SkewPPM = math.Sqrt(e.est.VarY) * 1e6
 	}
 	if polls > 0 {
 		st.MeanPoll = sum / time.Duration(polls)
@@ -62,11 +139,22 @@ func (e *Engine) Status() Status {
 	return st
 }
 
+// Estimate is the estimated offset of the clock now (local − true, s) and
+// its standard deviation, from the last combination predicted to now; ok
+// is false before one. It is Status's OffsetS and SigmaS, cheaply.
+func (e *Engine) Estimate() (offsetS, sigmaS float64, ok bool) {
+	if !e.haveEst {
+		return 0, 0, false
+	}
+	in := e.predicted(e.clk.Now())
+	return in.OffsetS, in.SigmaS, true
+}
+
 // Drift is the learned frequency correction, for the drift file, with
 // the error bound of the last combined frequency estimate.
 func (e *Engine) Drift() driftfile.Drift {
 	d := driftfile.Drift{CorrectionPPM: e.clk.FrequencyPPM()}
-	if e.truechimers > 0 {
+	if e.haveEst {
 		d.SkewPPM = math.Min(math.Sqrt(e.est.VarY)*1e6, driftfile.MaxPPM)
 	}
 	return d

@@ -29,7 +29,7 @@ func reply(req []byte, at time.Time, forge func([]byte)) []byte {
 }
 
 func newTestSource() *Source {
-	s := NewSource(SourceConfig{Name: "s1", MinPoll: 6, MaxPoll: 10, SigmaY0: 500e-6, Wander: 1e-9}, rand.New(rand.NewPCG(1, 1)))
+	s := NewSource(SourceConfig{Name: "s1", MinPoll: 6, MaxPoll: 10}, rand.New(rand.NewPCG(1, 1)))
 	s.Start(0)
 	return s
 }
@@ -37,7 +37,7 @@ func newTestSource() *Source {
 // exchange sends a request at mono and answers it 200 µs later.
 func exchange(s *Source, mono time.Duration, forge func([]byte)) (Sample, error) {
 	real := t0.Add(mono)
-	req := s.Request(real, mono)
+	req := s.Request(real, mono, true)
 	pkt := reply(req, real.Add(100*time.Microsecond), forge)
 	sample, _, err := s.Reply(pkt, real.Add(200*time.Microsecond), mono+200*time.Microsecond)
 	return sample, err
@@ -55,9 +55,9 @@ func TestSourceKoD(t *testing.T) {
 		if s.pollLog2 != 7 || s.kodPoll != 7 {
 			t.Fatalf("poll 2^%d, floor 2^%d after a KoD RATE at 2^6, want 2^7", s.pollLog2, s.kodPoll)
 		}
-		s.AdaptPoll() // the model would poll at minpoll: the floor holds
+		s.SetPollLog2(6) // the model would poll at minpoll: the floor holds
 		if s.pollLog2 != 7 {
-			t.Errorf("AdaptPoll lowered the poll to 2^%d under the KoD floor", s.pollLog2)
+			t.Errorf("SetPollLog2 lowered the poll to 2^%d under the KoD floor", s.pollLog2)
 		}
 		if s.Voting() {
 			t.Error("a source whose last reply was a KoD still votes")
@@ -83,19 +83,17 @@ func TestSourceVoting(t *testing.T) {
 		votes bool
 	}{
 		{"before its first request", func(*Source) {}, true},
-		{"first request in flight", func(s *Source) { s.Request(t0, 0) }, true},
-		{"answers well", func(s *Source) { exchange(s, 0, nil); s.AddSample(Sample{DelayS: 200e-6}, 0, 0) }, true},
-		{"never answered two requests", func(s *Source) { s.Request(t0, 0); s.Request(t0.Add(64*time.Second), 64*time.Second) }, false},
+		{"first request in flight", func(s *Source) { s.Request(t0, 0, true) }, true},
+		{"answers well", func(s *Source) { exchange(s, 0, nil) }, true},
+		{"never answered two requests", func(s *Source) { s.Request(t0, 0, true); s.Request(t0.Add(64*time.Second), 64*time.Second, true) }, false},
 		{"answers unsynchronised", func(s *Source) {
 			exchange(s, 0, nil)
-			s.AddSample(Sample{DelayS: 200e-6}, 0, 0)
 			exchange(s, 64*time.Second, func(r []byte) { r[0] |= 3 << 6 })
 		}, false},
 		{"stopped answering", func(s *Source) {
 			exchange(s, 0, nil)
-			s.AddSample(Sample{DelayS: 200e-6}, 0, 0)
 			for i := 1; i <= 9; i++ {
-				s.Request(t0, time.Duration(i)*64*time.Second)
+				s.Request(t0, time.Duration(i)*64*time.Second, true)
 			}
 		}, false},
 	}
@@ -113,7 +111,7 @@ func TestSourceVoting(t *testing.T) {
 func TestSourceReplyChecks(t *testing.T) {
 	s := newTestSource()
 	real := t0
-	req := s.Request(real, 0)
+	req := s.Request(real, 0, true)
 	if binary.BigEndian.Uint64(req[40:]) == uint64(ntpwire.FromTime(real)) {
 		t.Error("the request carries the local time as its transmit timestamp")
 	}
@@ -128,7 +126,7 @@ func TestSourceReplyChecks(t *testing.T) {
 	if _, _, err := s.Reply(reply(req, real, nil), real, 0); !errors.Is(err, ErrNotOurs) {
 		t.Errorf("a second reply to the same request: %v, want ErrNotOurs", err)
 	}
-	req = s.Request(real, 64*time.Second)
+	req = s.Request(real, 64*time.Second, true)
 	slow := reply(req, real, nil)
 	if _, _, err := s.Reply(slow, real.Add(4*time.Second), 68*time.Second); !errors.Is(err, ErrDelay) {
 		t.Errorf("a 4 s round trip: %v, want ErrDelay", err)

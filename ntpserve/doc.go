@@ -11,10 +11,12 @@
 //     are table-tested and fuzzed.
 //   - State is the server's sync state (leap, stratum, refid, reference
 //     time, root delay, root dispersion, precision). It comes from a
-//     StateSource: the daemon supplies its own; `ntptool serve` uses
-//     SystemSource, which derives it from a configured local stratum (like
-//     chrony's `local stratum N`) or from the kernel clock's status read with
-//     a read-only adjtimex(2).
+//     StateSource: the daemon stores UpstreamState (a pure function of its
+//     selected source and error bounds, RFC 5905 §11.2) in an AtomicState;
+//     `ntptool serve` uses SystemSource, which derives it from a configured
+//     local stratum (like chrony's `local stratum N`) or from the kernel
+//     clock's status, read through the clock package's read-only kernel
+//     (this package never calls adjtimex itself).
 //   - ACL and RateLimiter decide who is answered. The rate limiter is a
 //     fixed-size table hashed with a random key, so a flood from millions of
 //     spoofed addresses cannot grow memory or aim at a chosen client's slot.

@@ -234,14 +234,14 @@ func TestSystemState(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0
-			src, err := NewSystemSource(SystemConfig{LocalStratum: tc.local, Precision: -22, Adjtimex: func(tx *unix.Timex) (int, error) {
+			src, err := NewSystemSource(SystemConfig{LocalStratum: tc.local, Precision: -22, Kernel: kernelFunc(func(tx *unix.Timex) (int, error) {
 				calls++
 				if tx.Modes != 0 {
 					t.Errorf("adjtimex called with modes %#x", tx.Modes)
 				}
 				tx.Status, tx.Maxerror = tc.status, tc.maxerr
 				return tc.kstate, tc.kerr
-			}}, t2026)
+			})}, t2026)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -269,14 +269,22 @@ func TestSystemSourceConfig(t *testing.T) {
 	}
 }
 
-func TestReadOnlyAdjtimex(t *testing.T) {
-	// The real kernel call, with Modes forced to 0: it only reads.
-	tx := unix.Timex{Modes: unix.ADJ_OFFSET}
-	if _, err := readOnlyAdjtimex(&tx); err != nil {
-		t.Fatalf("adjtimex: %v", err)
+// kernelFunc is a KernelReader from a function.
+type kernelFunc func(*unix.Timex) (int, error)
+
+func (f kernelFunc) Adjtimex(tx *unix.Timex) (int, error) { return f(tx) }
+
+// The default reader is the host's kernel, read only: it reads.
+func TestSystemSourceReadsHostKernel(t *testing.T) {
+	src, err := NewSystemSource(SystemConfig{}, t2026)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if tx.Modes != 0 {
-		t.Errorf("Modes = %#x after the call", tx.Modes)
+	if err := src.Err(); err != nil {
+		t.Fatalf("read the host kernel: %v", err)
+	}
+	if st := src.State(); st.Stratum != MaxStratum && st.Stratum != UnknownUpstreamStratum {
+		t.Errorf("stratum %d from the host kernel", st.Stratum)
 	}
 }
 

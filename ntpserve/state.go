@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ntptool/ntptool/clock"
 	"github.com/ntptool/ntptool/ntpwire"
 
 	"golang.org/x/sys/unix"
@@ -126,15 +127,22 @@ type SystemConfig struct {
 	// RefreshInterval is how often the kernel state is re-read and the
 	// reference time renewed. Default 16s.
 	RefreshInterval time.Duration
-	// Adjtimex reads the kernel clock state. Default: a read-only
-	// adjtimex(2) (Modes forced to 0; it can never change the clock). Tests
-	// inject a fake.
-	Adjtimex func(*unix.Timex) (state int, err error)
+	// Kernel reads the kernel clock state. Default: clock.HostReadOnly(),
+	// which refuses any call with modes before it reaches the kernel (and
+	// SystemSource passes Modes 0 anyway). Tests inject a fake.
+	Kernel KernelReader
+}
+
+// KernelReader reads the kernel clock state: clock.Kernel's Adjtimex, which
+// clock.ReadOnly (the default) and every clock.Kernel satisfy. SystemSource
+// only ever calls it with Modes 0.
+type KernelReader interface {
+	Adjtimex(tx *unix.Timex) (state int, err error)
 }
 
 // SystemSource is the StateSource of `ntptool serve` run alone: its state
 // comes from the configured local stratum and the kernel clock's status,
-// read with a read-only adjtimex(2). Decisions:
+// read through the clock package's read-only kernel. Decisions:
 //
 //   - kernel unsynchronised (STA_UNSYNC or TIME_ERROR), no local stratum:
 //     leap 3, stratum 16, refid 0, root dispersion 16 s;
@@ -165,19 +173,12 @@ func NewSystemSource(cfg SystemConfig, now time.Time) (*SystemSource, error) {
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 16 * time.Second
 	}
-	if cfg.Adjtimex == nil {
-		cfg.Adjtimex = readOnlyAdjtimex
+	if cfg.Kernel == nil {
+		cfg.Kernel = clock.HostReadOnly()
 	}
 	s := &SystemSource{cfg: cfg}
 	s.Refresh(now)
 	return s, nil
-}
-
-// readOnlyAdjtimex reads the kernel clock state and can never change it:
-// Modes is forced to 0.
-func readOnlyAdjtimex(tx *unix.Timex) (int, error) {
-	tx.Modes = 0
-	return unix.Adjtimex(tx)
 }
 
 // State returns the current snapshot.
@@ -214,8 +215,8 @@ func (s *SystemSource) Refresh(now time.Time) {
 }
 
 func (s *SystemSource) refreshLocked(now time.Time) {
-	var tx unix.Timex
-	state, err := s.cfg.Adjtimex(&tx)
+	var tx unix.Timex // Modes 0: a read
+	state, err := s.cfg.Kernel.Adjtimex(&tx)
 	if err != nil {
 		err = fmt.Errorf("read kernel clock state (adjtimex): %w", err)
 		s.lastErr.Store(&err)

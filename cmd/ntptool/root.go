@@ -55,7 +55,9 @@ Examples:
   ntptool serve --listen 127.0.0.1:11123 --local-stratum 2
   ntptool config check /etc/ntptool.toml
   ntptool config import /etc/chrony/chrony.conf > /etc/ntptool.toml
-  ntptool sim bench/sim/A1.toml`,
+  ntptool sim bench/sim/A1.toml
+  ntptool status; ntptool sources -v    # ask the running daemon (chronyc tracking/sources)
+  ntptool wait-sync --timeout 2m        # boot ordering: wait until synchronised`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -65,6 +67,9 @@ Examples:
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(newQueryCmd(), newCheckCmd(), newServeCmd(), newConfigCmd(), newSimCmd())
+	root.AddCommand(newAuditCmd())
+	root.AddCommand(devCommands()...)
+	root.AddCommand(newStatusCmd(), newSourcesCmd(), newWaitSyncCmd())
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"strconv"
@@ -16,7 +17,7 @@ import (
 )
 
 func newSimCmd() *cobra.Command {
-	var seeds, tracePath string
+	var seeds, tracePath, logLevel string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sim SCENARIO.toml [--seeds 1-20] [--json] [--trace FILE]",
@@ -28,15 +29,30 @@ duration, in a fraction of a second per simulated day. Nothing touches this
 machine's clock.
 
 Per seed it prints: the first time |offset| < 1 ms, the settle time (after
-which |offset| stays < 1 ms), the max |offset|, the RMS and max |offset| and
-the RMS frequency error over 2000-50000 s, the mean poll interval and the
-clock adjustments (adjtimex calls that change something) per poll; then
-the median [min..max] over the seeds.
+which |offset| stays < 1 ms), the max |offset|, the max |offset| after
+settling (from the first 1000 s stretch within ±1 ms on), the RMS and max
+|offset| and the RMS frequency error over 2000-50000 s, the mean poll
+interval (chrony's definition over the whole run: (last − first
+request)/(requests − 1)), the clock adjustments (adjtimex calls that change
+something) per poll, and how honest the engine's error bars are (the share
+of seconds whose true offset is within 3σ of its estimate); then the
+median, p99 and range over the seeds.
 
-Scenario keys: name, seeds = [first, last], duration (s); [clock] offset (s),
-freq (fraction: 1e-4 = +100 ppm), wander, drift (drift-file content);
-[network] base_delay, jitter (s), jitter_asymmetry, loss; [[servers]] offset
-(s), base_delay, jitter; [client] config (ntptool TOML; sources s1, s2, ...).`,
+Scenario keys:
+  name, seeds = [first, last], duration (s)
+  [clock]     offset (s), freq (fraction: 1e-4 = +100 ppm), wander
+              (fraction/√s), drift (drift-file content, e.g. "-100.0")
+  [network]   base_delay, jitter (s), jitter_asymmetry ([0, 0.5)), loss
+  [[servers]] offset (s; a falseticker has a large one), base_delay, jitter
+  [[events]]  at (s), server (1-based), and one of: offset = S (the
+              server's clock error from then on: a server that turns
+              falseticker), down = true (it stops answering: an outage),
+              up = true (it answers again)
+  [hooks]     seconds (how long the pre-step hooks take: a step is
+              committed that long after it is proposed, with the offset
+              valid then), fail = true (they fail; the client's
+              hooks.on_failure decides: "slew" cancels the step)
+  [client]    config (ntptool TOML; its sources name the servers s1, s2, ...)`,
 		Example: `  ntptool sim bench/sim/A1.toml
   ntptool sim bench/sim/D1.toml --seeds 1-5 --json | jq .median
   ntptool sim bench/sim/B2.toml --seeds 3 --trace /tmp/b2.trace   # t offset_s freq_err_ppb polls adjustments`,
@@ -53,15 +69,33 @@ freq (fraction: 1e-4 = +100 ppm), wander, drift (drift-file content);
 				}
 			}
 			var results []sim.SeedResult
-			if tracePath != "" {
-				// The first seed runs here, with its trace, and is not run
-				// again below.
+			if logLevel != "" {
+				var level slog.Level
+				if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+					return usageError("--log-level %q: want debug, info, warn or error", logLevel)
+				}
+				// The first seed's engine logs; its times are the host's,
+				// meaningless here, so they are left out.
+				noTime := func(groups []string, a slog.Attr) slog.Attr {
+					if a.Key == slog.TimeKey && len(groups) == 0 {
+						return slog.Attr{}
+					}
+					return a
+				}
+				first1 := *sc
+				first1.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level, ReplaceAttr: noTime}))
+				sc = &first1
+			}
+			if tracePath != "" || logLevel != "" {
+				// The first seed runs here, with its trace or log, and is
+				// not run again below.
 				m, err := runTraced(sc, first, tracePath)
 				if err != nil {
 					return err
 				}
 				results = append(results, sim.SeedResult{Seed: first, Metrics: m})
 				first++
+				sc.Logger = nil
 			}
 			if first <= last {
 				results = append(results, sc.RunSeeds(first, last)...)
@@ -78,7 +112,7 @@ freq (fraction: 1e-4 = +100 ppm), wander, drift (drift-file content);
 				enc.SetIndent("", "  ")
 				return enc.Encode(map[string]any{
 					"name": sc.Name, "seeds": results,
-					"median": sum.Median, "min": sum.Min, "max": sum.Max,
+					"median": sum.Median, "p99": sum.P99, "min": sum.Min, "max": sum.Max,
 				})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "scenario %s (%s): seeds %d-%d, %g s simulated\n", sc.Name, args[0], first, last, sc.Duration)
@@ -86,13 +120,18 @@ freq (fraction: 1e-4 = +100 ppm), wander, drift (drift-file content);
 		},
 	}
 	cmd.Flags().StringVar(&seeds, "seeds", "", "seeds to run, N or FIRST-LAST (default: the scenario's)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: per-seed results and median/min/max objects")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: per-seed results and median/p99/min/max objects")
 	cmd.Flags().StringVar(&tracePath, "trace", "", "write the first seed's per-second trace to FILE")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", "print the first seed's engine log at this level (debug: every clock update) on stderr")
 	return cmd
 }
 
-// runTraced runs one seed with its per-second trace written to path.
+// runTraced runs one seed with its per-second trace written to path
+// (none if path is empty).
 func runTraced(sc *sim.Scenario, seed int, path string) (sim.Metrics, error) {
+	if path == "" {
+		return sc.Run(seed, nil)
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return sim.Metrics{}, err
@@ -130,16 +169,18 @@ func parseSeeds(s string) (first, last int, err error) {
 
 func writeSimTable(w io.Writer, results []sim.SeedResult, sum sim.Summary) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "seed\tfirst<1ms\tsettle<1ms\tmax|off|\tRMS off\tmax|off| win\tRMS freq\tmean poll\tadj/poll\t")
+	fmt.Fprintln(tw, "seed\tfirst<1ms\tsettle<1ms\tmax|off|\tmax settled\tRMS off\tmax|off| win\tRMS freq\tmean poll\tadj/poll\tin 3σ\t")
 	row := func(label string, m sim.Metrics) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.0f ppb\t%.0f s\t%.2f\t\n", label,
-			fmtOptSeconds(m.FirstBelow1msS), fmtOptSeconds(m.Settle1msS), fmtSmall(m.MaxAbsOffsetS),
-			fmtSmall(m.RMSOffsetS), fmtSmall(m.MaxAbsOffsetWindowS), m.RMSFreqErrorPPB, m.MeanPollS, m.ClockAdjustmentsPerPoll)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f ppb\t%.0f s\t%.2f\t%.1f %%\t\n", label,
+			fmtOptSeconds(m.FirstBelow1msS), fmtOptSeconds(m.Settle1msS), fmtSmall(m.MaxAbsOffsetS), fmtSmall(m.MaxAbsOffsetSettledS),
+			fmtSmall(m.RMSOffsetS), fmtSmall(m.MaxAbsOffsetWindowS), m.RMSFreqErrorPPB, m.MeanPollRunS, m.ClockAdjustmentsPerPoll,
+			100*m.Within3SigmaFraction)
 	}
 	for _, r := range results {
 		row(strconv.Itoa(r.Seed), r.Metrics)
 	}
 	row("median", sum.Median)
+	row("p99", sum.P99)
 	row("min", sum.Min)
 	row("max", sum.Max)
 	return tw.Flush()

@@ -48,8 +48,8 @@ func TestSimJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
 	}
-	want := []string{"clock_adjustments_per_poll", "first_below_1ms_s", "max_abs_offset_s", "max_abs_offset_window_s",
-		"mean_poll_s", "rms_freq_error_ppb", "rms_offset_s", "settle_1ms_s"}
+	want := []string{"clock_adjustments_per_poll", "first_below_1ms_s", "max_abs_offset_s", "max_abs_offset_settled_s", "max_abs_offset_window_s",
+		"mean_poll_run_s", "mean_poll_s", "rms_freq_error_ppb", "rms_offset_s", "rms_sigma_s", "settle_1ms_s", "within_3_sigma_fraction"}
 	var keys []string
 	for k := range got.Median {
 		keys = append(keys, k)

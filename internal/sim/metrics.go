@@ -17,6 +17,14 @@ const (
 // synchronised for the first-below and settle times.
 const syncThresholdS = 1e-3
 
+// The clock counts as settled for MaxAbsOffsetSettledS from the first
+// time |offset| < SettledBand after which it stays within ±1 ms for
+// SettledStretch: the start-up's convergence is over.
+const (
+	SettledBand    = 100e-6
+	SettledStretch = 1000 * time.Second
+)
+
 // RecorderConfig sets what a Recorder summarises.
 type RecorderConfig struct {
 	// WindowStart and WindowEnd bound the steady-state window of the RMS
@@ -43,6 +51,10 @@ type Sample struct {
 	// Adjustments is the number of adjtimex calls that changed something so
 	// far (cumulative).
 	Adjustments int64
+	// EstimateS and SigmaS are the engine's estimate of OffsetS and its
+	// standard deviation, when HaveEstimate.
+	EstimateS, SigmaS float64
+	HaveEstimate      bool
 }
 
 // Metrics are the benchmark figures of one run (SIMULATION.md, "Scenario
@@ -70,6 +82,22 @@ type Metrics struct {
 	// ClockAdjustmentsPerPoll is adjtimex calls that changed something per
 	// request sent, over the window; 0 without requests.
 	ClockAdjustmentsPerPoll float64 `json:"clock_adjustments_per_poll"`
+	// MaxAbsOffsetSettledS is the largest |offset| after settling, in
+	// seconds: from the first time |offset| < SettledBand that begins a
+	// stretch of SettledStretch within ±1 ms, to the end of the run (the
+	// start-up and its convergence excluded, every later excursion
+	// included); 0 if the clock never settled so.
+	MaxAbsOffsetSettledS float64 `json:"max_abs_offset_settled_s"`
+	// MeanPollRunS is the mean interval between requests to a server over
+	// the whole run, as chrony's figures define it: (last − first
+	// request)/(requests − 1), in seconds.
+	MeanPollRunS float64 `json:"mean_poll_run_s"`
+	// Within3SigmaFraction is the fraction of the window's samples with an
+	// engine estimate whose |estimate − offset| is at most 3 of its
+	// standard deviations (honest error bars: ≥ 0.99), and RMSSigmaS the
+	// RMS of those standard deviations (s); both 0 without estimates.
+	Within3SigmaFraction float64 `json:"within_3_sigma_fraction"`
+	RMSSigmaS            float64 `json:"rms_sigma_s"`
 }
 
 // String formats the metrics as text, one per line; "never" stands for a
@@ -84,6 +112,10 @@ func (m Metrics) String() string {
 	fmt.Fprintf(&b, "RMS freq error (window): %.3f ppb\n", m.RMSFreqErrorPPB)
 	fmt.Fprintf(&b, "mean poll (window):      %.1f s\n", m.MeanPollS)
 	fmt.Fprintf(&b, "clock adjustments/poll:  %.3f\n", m.ClockAdjustmentsPerPoll)
+	fmt.Fprintf(&b, "max |offset| settled:    %.9f s\n", m.MaxAbsOffsetSettledS)
+	fmt.Fprintf(&b, "mean poll (whole run):   %.1f s\n", m.MeanPollRunS)
+	fmt.Fprintf(&b, "within 3σ (window):      %.4f\n", m.Within3SigmaFraction)
+	fmt.Fprintf(&b, "RMS σ (window):          %.9f s\n", m.RMSSigmaS)
 	return b.String()
 }
 
@@ -101,6 +133,11 @@ type Recorder struct {
 	firstBelow, settle time.Duration // settle: start of the current run of good samples
 	below, settled     bool
 	maxAbs             float64
+	candidate          bool          // a settling candidate in the current run below 1 ms
+	candidateT         time.Duration // its start: a sample below SettledBand
+	candidateMax       float64       // the largest |offset| since
+	sustained          bool          // a candidate lasted SettledStretch
+	maxAbsSettled      float64       // since the start of that candidate
 
 	all, win window
 }
@@ -111,6 +148,9 @@ type window struct {
 	first, last      Sample
 	sumSq, sumFreqSq float64
 	maxAbs           float64
+	// Samples with an estimate, those within 3σ, and Σσ².
+	nEst, nWithin int
+	sumSigmaSq    float64
 }
 
 func (w *window) add(s Sample) {
@@ -122,6 +162,13 @@ func (w *window) add(s Sample) {
 	w.sumSq += float64(s.OffsetS * s.OffsetS) // unfused on every platform
 	w.sumFreqSq += float64(s.FreqErrorPPB * s.FreqErrorPPB)
 	w.maxAbs = max(w.maxAbs, math.Abs(s.OffsetS))
+	if s.HaveEstimate {
+		w.nEst++
+		w.sumSigmaSq += s.SigmaS * s.SigmaS
+		if math.Abs(s.EstimateS-s.OffsetS) <= 3*s.SigmaS {
+			w.nWithin++
+		}
+	}
 }
 
 // NewRecorder returns an empty recorder.
@@ -149,8 +196,18 @@ func (r *Recorder) Add(s Sample) {
 		if !r.settled {
 			r.settle, r.settled = s.T, true
 		}
+		if !r.candidate && abs < SettledBand {
+			r.candidate, r.candidateT, r.candidateMax = true, s.T, 0
+		}
+		r.candidateMax = max(r.candidateMax, abs)
+		if r.candidate && !r.sustained && s.T-r.candidateT >= SettledStretch {
+			r.sustained, r.maxAbsSettled = true, r.candidateMax
+		}
 	} else {
-		r.settled = false
+		r.settled, r.candidate = false, false
+	}
+	if r.sustained {
+		r.maxAbsSettled = max(r.maxAbsSettled, abs)
 	}
 	r.all.add(s)
 	if s.T >= r.cfg.WindowStart && s.T <= r.cfg.WindowEnd {
@@ -161,9 +218,10 @@ func (r *Recorder) Add(s Sample) {
 // Metrics summarises the samples so far.
 func (r *Recorder) Metrics() Metrics {
 	m := Metrics{
-		FirstBelow1msS: seconds(r.firstBelow, r.below),
-		Settle1msS:     seconds(r.settle, r.settled),
-		MaxAbsOffsetS:  r.maxAbs,
+		FirstBelow1msS:       seconds(r.firstBelow, r.below),
+		Settle1msS:           seconds(r.settle, r.settled),
+		MaxAbsOffsetS:        r.maxAbs,
+		MaxAbsOffsetSettledS: r.maxAbsSettled,
 	}
 	w := r.win
 	if w.n == 0 {
@@ -175,6 +233,10 @@ func (r *Recorder) Metrics() Metrics {
 	m.RMSOffsetS = math.Sqrt(w.sumSq / float64(w.n))
 	m.MaxAbsOffsetWindowS = w.maxAbs
 	m.RMSFreqErrorPPB = math.Sqrt(w.sumFreqSq / float64(w.n))
+	if w.nEst > 0 {
+		m.Within3SigmaFraction = float64(w.nWithin) / float64(w.nEst)
+		m.RMSSigmaS = math.Sqrt(w.sumSigmaSq / float64(w.nEst))
+	}
 	if polls := w.last.Polls - w.first.Polls; polls > 0 {
 		span := (w.last.T - w.first.T).Seconds()
 		m.MeanPollS = span * float64(r.cfg.Sources) / float64(polls)

@@ -134,6 +134,20 @@ func TestMetrics(t *testing.T) {
 				MeanPollS: 64, ClockAdjustmentsPerPoll: 1},
 		},
 		{
+			// Settled from t = 6 (below 100 µs, then 1000 s within ±1 ms):
+			// the convergence before is left out, the excursion counts.
+			name: "excursion after settling",
+			cfg:  small,
+			offsets: func() []float64 {
+				s := append([]float64{0.1, 0.0005, 0.002, 0.003, 0.0009, 0.0003}, constant(1500, 5e-5)...)
+				s[1200] = -0.004
+				s[1300] = 0.0008
+				return s
+			}(),
+			want: Metrics{FirstBelow1msS: ptr(1), Settle1msS: ptr(1201), MaxAbsOffsetS: 0.1,
+				RMSOffsetS: 5e-5, MaxAbsOffsetWindowS: 5e-5, MaxAbsOffsetSettledS: 0.004},
+		},
+		{
 			name: "empty",
 			want: Metrics{},
 		},
@@ -148,6 +162,30 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// The honesty figures count the window's samples whose estimate is within
+// 3σ of the offset, and the RMS of σ; samples without an estimate do not
+// count.
+func TestMetricsHonesty(t *testing.T) {
+	r := NewRecorder(RecorderConfig{WindowStart: time.Second, WindowEnd: 10 * time.Second})
+	for i := range 11 {
+		smp := Sample{T: time.Duration(i) * time.Second, OffsetS: 1e-4}
+		switch {
+		case i == 0: // before the window
+			smp.EstimateS, smp.SigmaS, smp.HaveEstimate = 1, 1e-6, true
+		case i < 3: // no estimate yet
+		case i == 3: // 4σ off
+			smp.EstimateS, smp.SigmaS, smp.HaveEstimate = 1e-4+4e-6, 1e-6, true
+		default: // 2σ off
+			smp.EstimateS, smp.SigmaS, smp.HaveEstimate = 1e-4-2e-6, 1e-6, true
+		}
+		r.Add(smp)
+	}
+	m := r.Metrics()
+	if m.Within3SigmaFraction != 7.0/8 || math.Abs(m.RMSSigmaS-1e-6) > 1e-18 {
+		t.Errorf("within 3σ %v, RMS σ %g; want 7/8, 1e-6", m.Within3SigmaFraction, m.RMSSigmaS)
+	}
+}
+
 func TestMetricsJSON(t *testing.T) {
 	tests := []struct {
 		m    Metrics
@@ -157,12 +195,14 @@ func TestMetricsJSON(t *testing.T) {
 			Metrics{FirstBelow1msS: ptr(131), Settle1msS: ptr(131), MaxAbsOffsetS: 0.1, RMSOffsetS: 1.04e-4,
 				MaxAbsOffsetWindowS: 3.13e-4, RMSFreqErrorPPB: 2.5, MeanPollS: 512, ClockAdjustmentsPerPoll: 1},
 			`{"first_below_1ms_s":131,"settle_1ms_s":131,"max_abs_offset_s":0.1,"rms_offset_s":0.000104,` +
-				`"max_abs_offset_window_s":0.000313,"rms_freq_error_ppb":2.5,"mean_poll_s":512,"clock_adjustments_per_poll":1}`,
+				`"max_abs_offset_window_s":0.000313,"rms_freq_error_ppb":2.5,"mean_poll_s":512,"clock_adjustments_per_poll":1,` +
+				`"max_abs_offset_settled_s":0,"mean_poll_run_s":0,"within_3_sigma_fraction":0,"rms_sigma_s":0}`,
 		},
 		{
 			Metrics{},
 			`{"first_below_1ms_s":null,"settle_1ms_s":null,"max_abs_offset_s":0,"rms_offset_s":0,` +
-				`"max_abs_offset_window_s":0,"rms_freq_error_ppb":0,"mean_poll_s":0,"clock_adjustments_per_poll":0}`,
+				`"max_abs_offset_window_s":0,"rms_freq_error_ppb":0,"mean_poll_s":0,"clock_adjustments_per_poll":0,` +
+				`"max_abs_offset_settled_s":0,"mean_poll_run_s":0,"within_3_sigma_fraction":0,"rms_sigma_s":0}`,
 		},
 	}
 	for _, tt := range tests {
@@ -197,12 +237,13 @@ func TestSimMetrics(t *testing.T) {
 		sumSq += off * off
 	}
 	want := Metrics{
-		FirstBelow1msS:      ptr(1001),
-		Settle1msS:          ptr(1001),
-		MaxAbsOffsetS:       2.0005e-3,
-		RMSOffsetS:          math.Sqrt(sumSq / 1001),
-		MaxAbsOffsetWindowS: 0.9995e-3,
-		RMSFreqErrorPPB:     1000,
+		FirstBelow1msS:       ptr(1001),
+		Settle1msS:           ptr(1001),
+		MaxAbsOffsetS:        2.0005e-3,
+		RMSOffsetS:           math.Sqrt(sumSq / 1001),
+		MaxAbsOffsetWindowS:  0.9995e-3,
+		RMSFreqErrorPPB:      1000,
+		MaxAbsOffsetSettledS: 0.9995e-3,
 	}
 	// 1 + 1e-6 is not exact in binary: allow for its rounding.
 	if diff := cmp.Diff(want, m, cmpopts.EquateApprox(1e-9, 1e-12)); diff != "" {

@@ -46,21 +46,49 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 	if err != nil {
 		return Metrics{}, daemon.Status{}, err
 	}
-	e, err := daemon.New(sc.client, daemon.Options{
-		Clock:     clk,
-		Transport: sourceTransport{s, sc.sourceServer},
-		Drift:     sc.drift,
-		SaveDrift: sc.SaveDrift,
+	var e *daemon.Engine
+	rearm := func() {}
+	// The pre-step hooks take sc.Hooks.Seconds; then the step is
+	// committed, or, when they fail and the client's policy is not to
+	// step, cancelled (the engine slews instead).
+	propose := func(daemon.StepProposal) {
+		s.At(s.Now()+durationS(sc.Hooks.Seconds), func() {
+			if sc.Hooks.Fail && sc.client.Hooks.OnFailure == "slew" {
+				e.CancelStep(nil)
+			} else {
+				e.CommitStep()
+			}
+			rearm()
+		})
+	}
+	e, err = daemon.New(sc.client, daemon.Options{
+		Clock:          clk,
+		Transport:      sourceTransport{s, sc.sourceServer},
+		Drift:          sc.drift,
+		SaveDrift:      sc.SaveDrift,
+		OnStepProposal: propose,
+		Logger:         sc.Logger,
 	})
 	if err != nil {
 		return Metrics{}, daemon.Status{}, err
 	}
+	for _, ev := range sc.Events {
+		srv := ev.Server - 1
+		s.At(durationS(ev.At), func() {
+			switch {
+			case ev.Offset != nil:
+				s.SetServerOffset(srv, durationS(*ev.Offset))
+			default:
+				s.SetServerDown(srv, ev.Down)
+			}
+		})
+	}
+	s.SetEstimator(e.Estimate)
 	serverSource := make(map[int]int)
 	for src, srv := range sc.sourceServer {
 		serverSource[srv] = src
 	}
 	var wake *Timer
-	rearm := func() {}
 	rearm = func() {
 		if wake != nil {
 			wake.Stop()

@@ -24,6 +24,12 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"NaN server offset", "[[servers]]\noffset = nan\n" + base, "servers[0].offset"},
 		{"huge base delay", "[network]\nbase_delay = 1e300\n" + base, "network.base_delay"},
 		{"server jitter", "[[servers]]\noffset = 0\njitter = -1\n" + base, "servers[0].jitter"},
+		{"event server 0", "[[events]]\nat = 1\nserver = 0\ndown = true\n" + base, "events[0].server = 0"},
+		{"event server beyond", "[[events]]\nat = 1\nserver = 2\ndown = true\n" + base, "want one of 1..1"},
+		{"event without a kind", "[[events]]\nat = 1\nserver = 1\n" + base, "exactly one of"},
+		{"event with two kinds", "[[events]]\nat = 1\nserver = 1\ndown = true\noffset = 1\n" + base, "exactly one of"},
+		{"event after the end", "duration = 10\n[[events]]\nat = 11\nserver = 1\nup = true\n" + base, "events[0].at"},
+		{"hooks seconds", "[hooks]\nseconds = -1\n" + base, "hooks.seconds"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"strings"
@@ -13,14 +14,19 @@ import (
 	"github.com/ntptool/ntptool/driftfile"
 )
 
-// Scenario is a scenario file: a client clock, a network, servers and the
-// client's ntptool configuration. Keys (exactly these): name, seeds =
-// [first, last], duration (s); [clock] offset (s), freq (fraction,
-// 1e-4 = +100 ppm), wander (fraction/√s), drift (initial drift-file
-// content, optional); [network] base_delay, jitter (s), jitter_asymmetry
-// ([0, 0.5)), loss (fraction); [[servers]] offset (s) and optional
-// base_delay/jitter overrides; [client] config (the client's TOML, whose
-// sources name the servers s1, s2, … in order).
+// Scenario is a scenario file: a client clock, a network, servers, events
+// during the run and the client's ntptool configuration. Keys (exactly
+// these): name, seeds = [first, last], duration (s); [clock] offset (s),
+// freq (fraction, 1e-4 = +100 ppm), wander (fraction/√s), drift (initial
+// drift-file content, optional); [network] base_delay, jitter (s),
+// jitter_asymmetry ([0, 0.5)), loss (fraction); [[servers]] offset (s)
+// and optional base_delay/jitter overrides; [[events]] at (s), server
+// (1-based) and one of offset (the server's clock error from then on, s),
+// down = true (it stops answering), up = true (it answers again); [hooks]
+// seconds (how long the pre-step hooks take before a step is committed),
+// fail (they fail: the client's hooks.on_failure decides); [client]
+// config (the client's TOML, whose sources name the servers s1, s2, … in
+// order).
 type Scenario struct {
 	Name     string  `toml:"name"`
 	Seeds    []int   `toml:"seeds"`
@@ -42,6 +48,11 @@ type Scenario struct {
 		BaseDelay *float64 `toml:"base_delay"`
 		Jitter    *float64 `toml:"jitter"`
 	} `toml:"servers"`
+	Events []Event `toml:"events"`
+	Hooks  struct {
+		Seconds float64 `toml:"seconds"`
+		Fail    bool    `toml:"fail"`
+	} `toml:"hooks"`
 	Client struct {
 		Config string `toml:"config"`
 	} `toml:"client"`
@@ -53,12 +64,28 @@ type Scenario struct {
 	// SaveDrift receives the engine's hourly drift-file saves (tests set
 	// it; it has no key in the file).
 	SaveDrift func(driftfile.Drift) `toml:"-"`
+	// Logger, when not nil, receives the engine's log (ntptool sim
+	// --log-level sets it; it has no key in the file).
+	Logger *slog.Logger `toml:"-"`
 
 	// Derived by LoadScenario.
 	client *config.Config
 	drift  *driftfile.Drift
 	// sourceServer maps a client source index to a server index.
 	sourceServer []int
+}
+
+// Event changes a server during a run.
+type Event struct {
+	// At is the true time of the event (s).
+	At float64 `toml:"at"`
+	// Server is the server it changes, 1-based (s1 is 1).
+	Server int `toml:"server"`
+	// Offset, when set, is the server's clock error from then on (s).
+	Offset *float64 `toml:"offset"`
+	// Down stops the server answering; Up makes it answer again.
+	Down bool `toml:"down"`
+	Up   bool `toml:"up"`
 }
 
 // maxSeeds bounds the seeds a scenario runs.
@@ -125,6 +152,13 @@ func (sc *Scenario) check(name string) error {
 			}
 		}
 	}
+	ranges = append(ranges, bound{"hooks.seconds", sc.Hooks.Seconds, 0, 3600})
+	for i, ev := range sc.Events {
+		ranges = append(ranges, bound{fmt.Sprintf("events[%d].at", i), ev.At, 0, sc.Duration})
+		if ev.Offset != nil {
+			ranges = append(ranges, bound{fmt.Sprintf("events[%d].offset", i), *ev.Offset, -1e6, 1e6})
+		}
+	}
 	for _, r := range ranges {
 		if !(r.v >= r.lo && r.v <= r.hi) { // also false for NaN
 			return bad("%s = %g: want a number in [%g, %g]", r.key, r.v, r.lo, r.hi)
@@ -137,6 +171,20 @@ func (sc *Scenario) check(name string) error {
 		return bad("at most %d seeds", maxSeeds)
 	case len(sc.Servers) == 0:
 		return bad("no [[servers]]")
+	}
+	for i, ev := range sc.Events {
+		kinds := 0
+		for _, set := range []bool{ev.Offset != nil, ev.Down, ev.Up} {
+			if set {
+				kinds++
+			}
+		}
+		switch {
+		case ev.Server < 1 || ev.Server > len(sc.Servers):
+			return bad("events[%d].server = %d: want one of 1..%d", i, ev.Server, len(sc.Servers))
+		case kinds != 1:
+			return bad("events[%d]: want exactly one of offset, down = true, up = true", i)
+		}
 	}
 	if sc.Clock.Drift != nil {
 		text := *sc.Clock.Drift

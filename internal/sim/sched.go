@@ -101,6 +101,21 @@ type Sim struct {
 	polls   int64
 	running bool
 	started bool
+
+	// Per server: down (requests dropped), and the requests it got, for
+	// the mean poll interval.
+	down     []bool
+	requests []serverRequests
+	// estimate, when not nil, reports the engine's estimate of the
+	// client's offset for the samples.
+	estimate func() (offsetS, sigmaS float64, ok bool)
+}
+
+// serverRequests counts one server's requests and their first and last
+// true times.
+type serverRequests struct {
+	n           int64
+	first, last time.Duration
 }
 
 // New builds a scenario from cfg at T = 0.
@@ -126,6 +141,8 @@ func New(cfg Config) (*Sim, error) {
 		}
 		s.links = append(s.links, l)
 	}
+	s.down = make([]bool, len(cfg.Servers))
+	s.requests = make([]serverRequests, len(cfg.Servers))
 	mc := cfg.Metrics
 	mc.Sources = len(cfg.Servers)
 	s.rec = NewRecorder(mc)
@@ -140,7 +157,11 @@ func (s *Sim) Now() time.Duration { return s.now }
 func (s *Sim) Client() *Kernel { return s.client }
 
 // Metrics returns the metrics of the run so far.
-func (s *Sim) Metrics() Metrics { return s.rec.Metrics() }
+func (s *Sim) Metrics() Metrics {
+	m := s.rec.Metrics()
+	m.MeanPollRunS = s.MeanPoll().Seconds()
+	return m
+}
 
 // OnSample sets a function called with every per-second sample, after the
 // metrics have recorded it (for offset logs and plots); nil for none.
@@ -149,6 +170,38 @@ func (s *Sim) OnSample(fn func(Sample)) { s.onSample = fn }
 // SetReceiver sets the function that gets the replies; without one,
 // replies are dropped on arrival.
 func (s *Sim) SetReceiver(r Receiver) { s.recv = r }
+
+// SetEstimator sets the function the samples ask for the engine's
+// estimate of the client's offset (clock − true, s) and its standard
+// deviation, for the metrics of its honesty; nil for none.
+func (s *Sim) SetEstimator(fn func() (offsetS, sigmaS float64, ok bool)) { s.estimate = fn }
+
+// SetServerOffset sets server i's clock offset from now on (a server
+// that turns falseticker, or is set right).
+func (s *Sim) SetServerOffset(i int, offset time.Duration) { s.servers[i].Offset = offset }
+
+// SetServerDown makes server i drop every request from now on (down), or
+// answer again.
+func (s *Sim) SetServerDown(i int, down bool) { s.down[i] = down }
+
+// MeanPoll is the mean interval between requests to a server over the
+// whole run, as chrony's figures define it: (last request − first
+// request)/(requests − 1), over the servers together; 0 with fewer than
+// two requests to any server.
+func (s *Sim) MeanPoll() time.Duration {
+	var span time.Duration
+	var n int64
+	for _, r := range s.requests {
+		if r.n > 1 {
+			span += r.last - r.first
+			n += r.n - 1
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return span / time.Duration(n)
+}
 
 // Timer is a scheduled event.
 type Timer struct {
@@ -253,6 +306,9 @@ func (s *Sim) sample() {
 		Polls:        s.polls,
 		Adjustments:  s.client.Adjustments(),
 	}
+	if s.estimate != nil {
+		smp.EstimateS, smp.SigmaS, smp.HaveEstimate = s.estimate()
+	}
 	s.rec.Add(smp)
 	if s.onSample != nil {
 		s.onSample(smp)
@@ -268,6 +324,12 @@ func (s *Sim) Send(server int, pkt []byte) error {
 		return fmt.Errorf("send to server %d of %d: %w", server, len(s.servers), ErrUnknownServer)
 	}
 	s.polls++
+	r := &s.requests[server]
+	if r.n == 0 {
+		r.first = s.now
+	}
+	r.n++
+	r.last = s.now
 	d, ok := s.links[server].Delay(Up)
 	if !ok {
 		return nil
@@ -279,6 +341,9 @@ func (s *Sim) Send(server int, pkt []byte) error {
 
 // serve is a request's arrival at a server.
 func (s *Sim) serve(server int, req []byte) {
+	if s.down[server] {
+		return
+	}
 	sc := s.servers[server]
 	utc := s.epochNS + int64(s.now) + int64(sc.Offset)
 	if l := s.leap; l != nil {

@@ -36,28 +36,32 @@ func (sc *Scenario) RunSeeds(first, last int) []SeedResult {
 	return results
 }
 
-// Summary is the median and range of each metric over seeds. A time that
-// never happened counts as +Inf, so a median of "never" means most seeds
-// never got there; it prints as "never" and encodes as null.
+// Summary is the median, 99th percentile and range of each metric over
+// seeds. A time that never happened counts as +Inf, so a median of
+// "never" means most seeds never got there; it prints as "never" and
+// encodes as null. P99 is the nearest-rank percentile (the maximum below
+// 100 seeds).
 type Summary struct {
-	Median, Min, Max Metrics
+	Median, P99, Min, Max Metrics
 }
 
-// Summarize computes the median, minimum and maximum of every metric.
+// Summarize computes the median, 99th percentile, minimum and maximum of
+// every metric.
 func Summarize(results []SeedResult) Summary {
 	var s Summary
 	fields := func(m *Metrics) []**float64 { return []**float64{&m.FirstBelow1msS, &m.Settle1msS} }
 	plain := func(m *Metrics) []*float64 {
-		return []*float64{&m.MaxAbsOffsetS, &m.RMSOffsetS, &m.MaxAbsOffsetWindowS, &m.RMSFreqErrorPPB, &m.MeanPollS, &m.ClockAdjustmentsPerPoll}
+		return []*float64{&m.MaxAbsOffsetS, &m.RMSOffsetS, &m.MaxAbsOffsetWindowS, &m.RMSFreqErrorPPB, &m.MeanPollS,
+			&m.ClockAdjustmentsPerPoll, &m.MaxAbsOffsetSettledS, &m.MeanPollRunS, &m.Within3SigmaFraction, &m.RMSSigmaS}
 	}
-	stats := func(vals []float64) (med, lo, hi float64) {
+	stats := func(vals []float64) (med, p99, lo, hi float64) {
 		slices.Sort(vals)
 		n := len(vals)
 		med = vals[n/2]
 		if n%2 == 0 {
 			med = (vals[n/2-1] + vals[n/2]) / 2
 		}
-		return med, vals[0], vals[n-1]
+		return med, vals[(99*n+99)/100-1], vals[0], vals[n-1]
 	}
 	if len(results) == 0 {
 		return s
@@ -71,15 +75,15 @@ func Summarize(results []SeedResult) Summary {
 			}
 			vals = append(vals, v)
 		}
-		med, lo, hi := stats(vals)
-		*fields(&s.Median)[f], *fields(&s.Min)[f], *fields(&s.Max)[f] = finite(med), finite(lo), finite(hi)
+		med, p99, lo, hi := stats(vals)
+		*fields(&s.Median)[f], *fields(&s.P99)[f], *fields(&s.Min)[f], *fields(&s.Max)[f] = finite(med), finite(p99), finite(lo), finite(hi)
 	}
 	for f := range plain(&s.Median) {
 		var vals []float64
 		for i := range results {
 			vals = append(vals, *plain(&results[i].Metrics)[f])
 		}
-		*plain(&s.Median)[f], *plain(&s.Min)[f], *plain(&s.Max)[f] = stats(vals)
+		*plain(&s.Median)[f], *plain(&s.P99)[f], *plain(&s.Min)[f], *plain(&s.Max)[f] = stats(vals)
 	}
 	return s
 }

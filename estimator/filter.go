@@ -1,4 +1,4 @@
-package ntpclient
+package estimator
 
 import "math"
 
@@ -16,23 +16,44 @@ import "math"
 // the filter the clock as it would be without them) and its frequency
 // corrections enter as known inputs (AddFrequency), so no sample history
 // needs rebasing.
+//
+// The covariance P is carried in two parts. Pc is the part that comes
+// from the clock itself — its frequency before the first measurement and
+// its wander since — which every source's filter of the same clock shares;
+// P − Pc comes from this source's measurement noise (and its first
+// measurement's phase), independent of the other sources'. Both follow
+// from the filter's gains exactly (P = Pc + Pi under the same linear
+// updates), so the engine can combine sources without counting the
+// common error once per source, and compare them without the common
+// error hiding their differences.
 type Filter struct {
 	X, Y float64       // state: phase (s), frequency (s/s)
 	P    [2][2]float64 // covariance
+	Pc   [2][2]float64 // the part of P common to all sources of this clock
 	// WanderSq is the random-walk frequency noise density w² (1/s).
 	WanderSq float64
-	// Updates counts accepted measurements.
-	Updates int
 }
 
 // NewFilter starts a filter with phase x0 and frequency y0 known to the
-// given standard deviations.
+// given standard deviations: the phase from this source's first
+// measurement, the frequency from what is known of the clock.
 func NewFilter(x0, sigmaX, y0, sigmaY, wander float64) *Filter {
 	return &Filter{
 		X: x0, Y: y0,
 		P:        [2][2]float64{{sigmaX * sigmaX, 0}, {0, sigmaY * sigmaY}},
+		Pc:       [2][2]float64{{0, 0}, {0, sigmaY * sigmaY}},
 		WanderSq: wander * wander,
 	}
+}
+
+// propagate returns F p Fᵀ + q·Q(h) for F = [[1 h] [0 1]].
+func propagate(p [2][2]float64, h, q float64) [2][2]float64 {
+	var out [2][2]float64
+	out[0][0] = p[0][0] + 2*h*p[0][1] + h*h*p[1][1] + q*h*h*h/3
+	out[0][1] = p[0][1] + h*p[1][1] + q*h*h/2
+	out[1][0] = out[0][1]
+	out[1][1] = p[1][1] + q*h
+	return out
 }
 
 // Predict advances the state by h seconds.
@@ -41,13 +62,10 @@ func (f *Filter) Predict(h float64) {
 		return
 	}
 	f.X += f.Y * h
-	p := f.P
-	q := f.WanderSq
-	// P = F P Fᵀ + Q with F = [[1 h] [0 1]], Q = q[[h³/3 h²/2] [h²/2 h]].
-	f.P[0][0] = p[0][0] + 2*h*p[0][1] + h*h*p[1][1] + q*h*h*h/3
-	f.P[0][1] = p[0][1] + h*p[1][1] + q*h*h/2
-	f.P[1][0] = f.P[0][1]
-	f.P[1][1] = p[1][1] + q*h
+	// P = F P Fᵀ + Q with Q = q[[h³/3 h²/2] [h²/2 h]]: the wander is the
+	// clock's, common to every source.
+	f.P = propagate(f.P, h, f.WanderSq)
+	f.Pc = propagate(f.Pc, h, f.WanderSq)
 }
 
 // Innovation returns the residual of a phase measurement z against the
@@ -63,13 +81,19 @@ func (f *Filter) Update(z, r float64) {
 	f.X += k0 * nu
 	f.Y += k1 * nu
 	p := f.P
-	// Joseph-free form is fine here: P stays symmetric positive by
-	// construction for scalar updates with r > 0.
+	// The simple form keeps P symmetric and positive for scalar updates
+	// with r > 0; the determinant only shrinks by the factor r/s.
 	f.P[0][0] = (1 - k0) * p[0][0]
 	f.P[0][1] = (1 - k0) * p[0][1]
 	f.P[1][0] = f.P[0][1]
 	f.P[1][1] = p[1][1] - k1*p[0][1]
-	f.Updates++
+	// The common part passes through A = I − K·[1 0]; the measurement's
+	// noise, K·r·Kᵀ, is this source's own.
+	c := f.Pc
+	f.Pc[0][0] = (1 - k0) * (1 - k0) * c[0][0]
+	f.Pc[0][1] = (1-k0)*c[0][1] - k1*(1-k0)*c[0][0]
+	f.Pc[1][0] = f.Pc[0][1]
+	f.Pc[1][1] = c[1][1] - 2*k1*c[0][1] + k1*k1*c[0][0]
 }
 
 // AddFrequency adds a known frequency change (s/s) applied to the clock.
@@ -78,11 +102,17 @@ func (f *Filter) AddFrequency(dy float64) { f.Y += dy }
 // SigmaY is the standard deviation of the frequency estimate (s/s).
 func (f *Filter) SigmaY() float64 { return math.Sqrt(math.Max(f.P[1][1], 0)) }
 
-// ResetFrequency forgets what is known of the frequency: its variance
-// becomes sigmaY² and its correlation with the phase zero.
-func (f *Filter) ResetFrequency(sigmaY float64) {
-	f.P[1][1] = sigmaY * sigmaY
-	f.P[0][1], f.P[1][0] = 0, 0
+// ResetFrequency forgets what is known of the frequency since h seconds
+// ago (the last measurement): its standard deviation becomes sigmaY from
+// then on, so the phase predicted since is as uncertain as that makes it,
+// and a measurement now fixes both. The clock's frequency is common to the
+// sources.
+func (f *Filter) ResetFrequency(sigmaY, h float64) {
+	v := sigmaY * sigmaY
+	for _, p := range []*[2][2]float64{&f.P, &f.Pc} {
+		p[0][0] += v * h * h
+		p[0][1], p[1][0], p[1][1] = v*h, v*h, v
+	}
 }
 
 // Inflate multiplies the covariance, to forget after a disturbance.
@@ -90,85 +120,31 @@ func (f *Filter) Inflate(k float64) {
 	for i := range f.P {
 		for j := range f.P[i] {
 			f.P[i][j] *= k
+			f.Pc[i][j] *= k
 		}
 	}
 }
 
 // SteadyStateSigmaX predicts the RMS phase error of a filter updated every
 // h seconds with measurement variance r under wander density q, by
-// iterating the Riccati recursion (cheap: a few dozen steps converge).
+// iterating the Riccati recursion until it settles (a few dozen steps).
 // It averages the error over the interval, not just at the update.
 func SteadyStateSigmaX(h, r, q float64) float64 {
-	f := Filter{P: [2][2]float64{{1, 0}, {0, 1e-6}}, WanderSq: q}
+	p := [2][2]float64{{1, 0}, {0, 1e-6}}
 	for range 200 {
-		f.Predict(h)
-		f.Update(0, r)
-	}
-	// Mean of P00 over the interval after an update: P00 + P01·h + P11·h²/3 + q·h³/12.
-	p := f.P
-	mean := p[0][0] + p[0][1]*h + p[1][1]*h*h/3 + q*h*h*h/12
-	return math.Sqrt(mean)
-}
-
-// Bank runs one Filter per hypothesis about the clock's wander and uses
-// the one the measurements make most likely (a multiple-model filter):
-// no daemon is told how much its oscillator wanders, and the right amount
-// sets how fast the filter must follow. The log-likelihood of each model,
-// −½(ln S + ν²/S) per measurement, is summed with exponential forgetting,
-// so the choice follows a changing oscillator.
-type Bank struct {
-	models []*Filter
-	ll     []float64 // forgotten sum of log-likelihoods
-	best   int
-}
-
-// bankMemory is how many measurements a Bank's likelihoods remember, and
-// bankMargin how much likelier (in nats) another model must be to replace
-// the one in use, so that noise does not flip the choice.
-const (
-	bankMemory = 64
-	bankMargin = 3
-)
-
-// NewBank starts one filter per wander in wanders (in (s/s)/√s), all
-// from the same state; the first wander is preferred until the
-// measurements say otherwise.
-func NewBank(x0, sigmaX, y0, sigmaY float64, wanders []float64) *Bank {
-	b := &Bank{ll: make([]float64, len(wanders))}
-	for _, w := range wanders {
-		b.models = append(b.models, NewFilter(x0, sigmaX, y0, sigmaY, w))
-	}
-	return b
-}
-
-// Best is the filter in use.
-func (b *Bank) Best() *Filter { return b.models[b.best] }
-
-// Predict advances every model by h seconds.
-func (b *Bank) Predict(h float64) {
-	for _, f := range b.models {
-		f.Predict(h)
-	}
-}
-
-// Update folds a measurement into every model, scores them, and picks the
-// most likely.
-func (b *Bank) Update(z, r float64) {
-	for i, f := range b.models {
-		nu, s := f.Innovation(z, r)
-		b.ll[i] = b.ll[i]*(1-1.0/bankMemory) - 0.5*(math.Log(s)+nu*nu/s)
-		f.Update(z, r)
-	}
-	for i := range b.models {
-		if b.ll[i] > b.ll[b.best]+bankMargin {
-			b.best = i
+		p = propagate(p, h, q)
+		s := p[0][0] + r
+		k0, k1 := p[0][0]/s, p[1][0]/s
+		prev := p[0][0]
+		p[1][1] -= k1 * p[0][1]
+		p[0][0] *= 1 - k0
+		p[0][1] *= 1 - k0
+		p[1][0] = p[0][1]
+		if math.Abs(p[0][0]-prev) <= 1e-9*prev {
+			break
 		}
 	}
-}
-
-// each applies f to every model.
-func (b *Bank) each(f func(*Filter)) {
-	for _, m := range b.models {
-		f(m)
-	}
+	// Mean of P00 over the interval after an update: P00 + P01·h + P11·h²/3 + q·h³/12.
+	mean := p[0][0] + p[0][1]*h + p[1][1]*h*h/3 + q*h*h*h/12
+	return math.Sqrt(mean)
 }

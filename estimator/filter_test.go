@@ -1,4 +1,4 @@
-package ntpclient
+package estimator
 
 import (
 	"math"
@@ -67,7 +67,7 @@ func TestFilterTracks(t *testing.T) {
 	}
 }
 
-// The bank picks a wander model near the truth from the data, starting
+// The bank's mixture finds a wander near the truth from the data, starting
 // from a prior ten times too small or too large.
 func TestBankFindsTheWander(t *testing.T) {
 	tests := []struct {
@@ -82,13 +82,13 @@ func TestBankFindsTheWander(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &clockWalk{rng: rand.New(rand.NewPCG(3, 4)), wander: tc.truth, h: 64, s: 30e-6}
 			_, z0 := c.next()
-			b := NewBank(z0, 1e-3, 0, 500e-6, wanderModels(tc.prior))
+			b := NewBank(z0, 1e-3, 0, 500e-6, hypotheses(tc.prior))
 			for range 600 {
 				_, z := c.next()
 				b.Predict(64)
 				b.Update(z, c.s*c.s)
 			}
-			got := math.Sqrt(b.Best().WanderSq)
+			got := math.Sqrt(b.WanderSq())
 			if got < tc.wantMin || got > tc.wantMax {
 				t.Errorf("the bank chose wander %.2g, want %.2g..%.2g (truth %.2g)", got, tc.wantMin, tc.wantMax, tc.truth)
 			}
