@@ -77,3 +77,11 @@ package: build
 	for p in deb rpm apk; do \
 		SOURCE_DATE_EPOCH=$$epoch $(PKG_OUT)/tools/nfpm package --config $$stage/nfpm.yaml --packager $$p --target $(PKG_OUT)/; \
 	done
+
+# End-to-end tests on a real kernel clock: Debian's kernel in a QEMU (TCG)
+# guest, one boot per scenario, against `ntptool serve` on 127.0.0.1. Only
+# the guest's clock is ever changed. See docs/e2e.md; E2E_FLAGS=-list shows
+# the scenarios, E2E_FLAGS=-pending also runs those that wait for `ntptool run`.
+.PHONY: e2e-vm
+e2e-vm:
+	$(GO) run ./e2e $(E2E_FLAGS)

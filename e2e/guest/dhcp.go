@@ -1,0 +1,294 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The DHCP lab inside the guest: dnsmasq serves short leases in a network
+// namespace of its own, at the far end of a veth pair; the client runs in
+// the guest's main namespace, beside ntptool, as on a real host.
+const (
+	nsServer   = "dhs"
+	ifServer   = "vs"
+	ifClient   = "vc"
+	serverCIDR = "198.18.0.1/24"
+	dnsmasqLog = "/tmp/dnsmasq.log"
+	dhclientPF = "/tmp/dhclient.pid"
+	dhclientLF = "/tmp/dhclient.leases"
+	udhcpcPF   = "/tmp/udhcpc.pid"
+)
+
+// noCap runs argv without CAP_SYS_TIME in its bounding set: a DHCP client or
+// server must not be able to change even the guest's clock.
+func noCap(argv ...string) []string {
+	return append([]string{setprivBin, "--bounding-set", "-sys_time", "--"}, argv...)
+}
+
+func ip(args ...string) (string, error) {
+	out, err := exec.Command(ipBin, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// dhcpLab is the running lab.
+type dhcpLab struct {
+	s       *g
+	client  string
+	dnsmasq *exec.Cmd
+	fg      *exec.Cmd // a client that runs in the foreground (udhcpc, dhcpcd)
+}
+
+func (s *g) startDHCPLab() (*dhcpLab, error) {
+	lease := s.spec.LeaseSeconds
+	if lease <= 0 {
+		lease = 120
+	}
+	for _, a := range [][]string{
+		{"netns", "add", nsServer},
+		{"link", "add", ifServer, "type", "veth", "peer", "name", ifClient},
+		{"link", "set", ifServer, "netns", nsServer},
+		{"-n", nsServer, "link", "set", "lo", "up"},
+		{"-n", nsServer, "addr", "add", serverCIDR, "dev", ifServer},
+		{"-n", nsServer, "link", "set", ifServer, "up"}, {"link", "set", ifClient, "up"},
+	} {
+		if _, err := ip(a...); err != nil {
+			return nil, err
+		}
+	}
+	lab := &dhcpLab{s: s, client: s.spec.DHCPClient}
+	argv := append([]string{ipBin, "netns", "exec", nsServer}, noCap("/usr/sbin/dnsmasq", "-k", "--conf-file=/dev/null",
+		"--port=0", "--interface="+ifServer, "--bind-interfaces", "--no-ping",
+		fmt.Sprintf("--dhcp-range=198.18.0.100,198.18.0.150,255.255.255.0,%ds", lease),
+		"--dhcp-option=3", "--dhcp-option=6", "--dhcp-leasefile=/tmp/dnsmasq.leases",
+		"--log-dhcp", "--log-facility="+dnsmasqLog, "--user=root", "--group=root")...)
+	lab.dnsmasq = exec.Command(argv[0], argv[1:]...)
+	if err := lab.dnsmasq.Start(); err != nil {
+		return nil, fmt.Errorf("start dnsmasq: %w", err)
+	}
+	// dnsmasq's socket must be up before the client's first DISCOVER.
+	if err := waitFor(5*time.Second, func() bool {
+		b, _ := os.ReadFile(dnsmasqLog)
+		return strings.Contains(string(b), "DHCP, IP range")
+	}); err != nil {
+		return lab, errors.New("dnsmasq did not start within 5 s")
+	}
+	if err := lab.startClient(); err != nil {
+		return lab, err
+	}
+	return lab, nil
+}
+
+func (l *dhcpLab) startClient() error {
+	var argv []string
+	switch l.client {
+	case "", "dhclient":
+		// dhclient forks into the background once bound.
+		argv = noCap("/usr/sbin/dhclient", "-4", "-pf", dhclientPF, "-lf", dhclientLF, "-sf", "/sbin/dhclient-script", "-cf", "/dev/null", ifClient)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		out, err := runTimeout(cmd, 30*time.Second)
+		if err != nil {
+			return fmt.Errorf("dhclient: %v: %s", err, out)
+		}
+		return nil
+	case "udhcpc":
+		argv = noCap("/bin/busybox", "udhcpc", "-f", "-i", ifClient, "-s", "/e2e/udhcpc.script", "-p", udhcpcPF)
+	case "dhcpcd":
+		argv = noCap("/usr/sbin/dhcpcd", "-4", "-B", "-f", "/dev/null", ifClient)
+	default:
+		return fmt.Errorf("unknown DHCP client %q", l.client)
+	}
+	l.fg = exec.Command(argv[0], argv[1:]...)
+	l.fg.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	logf, err := os.Create("/tmp/dhcp-client.log")
+	if err != nil {
+		return err
+	}
+	l.fg.Stdout, l.fg.Stderr = logf, logf
+	defer logf.Close()
+	if err := l.fg.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", l.client, err)
+	}
+	return nil
+}
+
+// clientPID is the running client's PID (0 if none).
+func (l *dhcpLab) clientPID() int {
+	if l.fg != nil {
+		return l.fg.Process.Pid
+	}
+	b, err := os.ReadFile(dhclientPF)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+func (l *dhcpLab) clientAlive() bool {
+	pid := l.clientPID()
+	return pid > 0 && syscall.Kill(pid, 0) == nil
+}
+
+func (l *dhcpLab) stop() {
+	if pid := l.clientPID(); pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	if l.fg != nil {
+		_, _ = runTimeout(l.fg, 0)
+	}
+	if l.dnsmasq != nil && l.dnsmasq.Process != nil {
+		_ = l.dnsmasq.Process.Signal(syscall.SIGTERM)
+		_, _ = runTimeout(l.dnsmasq, 0)
+	}
+}
+
+var (
+	inetRE  = regexp.MustCompile(`inet ([0-9.]+/[0-9]+)`)
+	validRE = regexp.MustCompile(`valid_lft (\d+|forever)`)
+)
+
+// addr is the client's IPv4 address and its remaining valid lifetime (-1:
+// forever); "" when it has none.
+func (l *dhcpLab) addr() (cidr string, validLft int) {
+	out, err := ip("-o", "-4", "addr", "show", "dev", ifClient)
+	if err != nil {
+		return "", 0
+	}
+	return parseAddr(out)
+}
+
+func parseAddr(out string) (string, int) {
+	m := inetRE.FindStringSubmatch(out)
+	if m == nil {
+		return "", 0
+	}
+	v := validRE.FindStringSubmatch(out)
+	switch {
+	case v == nil:
+		return m[1], 0
+	case v[1] == "forever":
+		return m[1], -1
+	}
+	n, _ := strconv.Atoi(v[1])
+	return m[1], n
+}
+
+// acks counts dnsmasq's DHCPACKs so far.
+func acks() int {
+	b, _ := os.ReadFile(dnsmasqLog)
+	return strings.Count(string(b), "DHCPACK(")
+}
+
+// waitBound waits for the client's address.
+func (l *dhcpLab) waitBound(d time.Duration) (string, int, error) {
+	var cidr string
+	var lft int
+	err := waitFor(d, func() bool { cidr, lft = l.addr(); return cidr != "" })
+	if err != nil {
+		return "", 0, fmt.Errorf("%s not bound within %v", l.client, d)
+	}
+	return cidr, lft, nil
+}
+
+// watchAddress polls the address every second for at most d; it returns
+// whether the address was lost, and the guest monotonic time it was first
+// seen gone (or the end of the watch).
+func (l *dhcpLab) watchAddress(d time.Duration) (lost bool, at float64) {
+	end := mono() + d.Seconds()
+	for mono() < end {
+		if cidr, _ := l.addr(); cidr == "" {
+			return true, mono()
+		}
+		time.Sleep(time.Second)
+	}
+	return false, mono()
+}
+
+// scenarioDHCPNoHooks is the negative control of scenario 3 (the seed's
+// failure): the guest clock is stepped back 1 h under a running ISC
+// dhclient with no hook; dhclient's wall-clock timers then never fire and
+// the kernel removes the address when its valid_lft runs out. With udhcpc
+// or dhcpcd (scenario 4's clients, whose timers are monotonic) the same
+// step is the control that shows the address survives without help.
+func scenarioDHCPNoHooks(s *g) error {
+	lab, err := s.startDHCPLab()
+	if lab != nil {
+		defer lab.stop()
+	}
+	if err != nil {
+		return err
+	}
+	cidr, lft, err := lab.waitBound(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	tBound := mono()
+	s.note("%s bound %s valid_lft %d", lab.client, cidr, lft)
+	s.rep.Facts["address"] = cidr
+	s.rep.Set("valid_lft_at_bind_seconds", float64(lft))
+	s.rep.Set("acks_before_step", float64(acks()))
+	time.Sleep(5 * time.Second)
+	if err := s.clock.Step(-time.Hour); err != nil {
+		return err
+	}
+	tStep := mono()
+	s.note("stepped the clock back 1 h, no hook")
+	lease := float64(max(s.spec.LeaseSeconds, 120))
+	left := lease + 60 - (mono() - tBound)
+	lost, at := lab.watchAddress(time.Duration(left * float64(time.Second)))
+	alive := lab.clientAlive()
+	s.rep.Facts["address_lost"] = strconv.FormatBool(lost)
+	s.rep.Set("address_lasted_after_bind_seconds", at-tBound)
+	s.rep.Set("step_after_bind_seconds", tStep-tBound)
+	s.rep.Facts["client_alive_at_end"] = strconv.FormatBool(alive)
+	s.rep.Set("acks_after_step", float64(acks())-s.rep.Metrics["acks_before_step"])
+	s.note("address lost=%v %.1f s after the bind; %s alive=%v", lost, at-tBound, lab.client, alive)
+	return nil
+}
+
+func waitFor(d time.Duration, cond func() bool) error {
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			return errors.New("timeout")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// runTimeout waits for a command (starting it first if needed) for at most
+// d (0: 5 s), killing it after that.
+func runTimeout(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
+	if d == 0 {
+		d = 5 * time.Second
+	}
+	var out strings.Builder
+	if cmd.Process == nil {
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return []byte(out.String()), err
+	case <-time.After(d):
+		_ = cmd.Process.Kill()
+		<-done
+		return []byte(out.String()), fmt.Errorf("%s: killed after %v", cmd.Path, d)
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/ntptool/ntptool/e2e/report"
+)
+
+// line makes samples of host - guest for a guest running ratePPM fast,
+// every dt seconds, with a ±jitter alternating error.
+func line(n int, dt, off0, ratePPM, jitter float64) []sample {
+	ss := make([]sample, n)
+	for i := range ss {
+		t := float64(i) * dt
+		j := jitter
+		if i%2 == 1 {
+			j = -jitter
+		}
+		ss[i] = sample{T: 100 + t, Offset: off0 - ratePPM*1e-6*t + j, Delay: 1e-4}
+	}
+	return ss
+}
+
+func TestFitRate(t *testing.T) {
+	tests := []struct {
+		name    string
+		ss      []sample
+		wantPPM float64
+		tolPPM  float64
+		wantErr bool
+	}{
+		{"guest 200 ppm fast", line(60, 1, -30, 200, 0), 200, 1e-6, false},
+		{"guest 35 ppm slow, jitter", line(120, 0.5, 0.1, -35, 50e-6), -35, 2, false},
+		{"two samples", line(2, 1, 0, 1, 0), 0, 0, true},
+		{"no time span", []sample{{T: 1}, {T: 1}, {T: 1}}, 0, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := fitRate(tc.ss)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("fitRate = %+v, want an error", f)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(f.RatePPM-tc.wantPPM) > tc.tolPPM {
+				t.Errorf("rate %+.4f ppm, want %+.4f ± %g", f.RatePPM, tc.wantPPM, tc.tolPPM)
+			}
+		})
+	}
+}
+
+func TestWindowRates(t *testing.T) {
+	ss := append(line(30, 1, 0, 10, 0), line(30, 1, 0, 0, 0)...)
+	for i := 30; i < 60; i++ { // second half: 50 ppm, continuing in time
+		ss[i].T = 130 + float64(i-30)
+		ss[i].Offset = -50e-6 * float64(i-30)
+	}
+	got := windowRates(ss, 15)
+	want := []float64{10, 10, 50, 50}
+	if len(got) != len(want) {
+		t.Fatalf("windows %v, want %v", got, want)
+	}
+	for i := range want {
+		if math.Abs(got[i].RatePPM-want[i]) > 1e-6 {
+			t.Errorf("window %d: %+.3f ppm, want %+.3f", i, got[i].RatePPM, want[i])
+		}
+	}
+	// Noise-free windows: all of the spread (20 ppm) is wander.
+	sd, se, wd := wander(got)
+	if math.Abs(sd-20) > 1e-6 || se > 1e-6 || math.Abs(wd-20) > 1e-6 {
+		t.Errorf("wander: sd %.3f se %.3f wander %.3f, want 20, 0, 20", sd, se, wd)
+	}
+}
+
+func TestWanderNoiseOnly(t *testing.T) {
+	// One rate, noisy offsets: the windows' spread is no more than their
+	// standard errors explain, so the wander is (nearly) zero.
+	ss := line(600, 0.5, 0, 3, 300e-6)
+	sd, se, wd := wander(windowRates(ss, 15))
+	if se <= 0 || wd > sd || wd > se {
+		t.Errorf("sd %.3f se %.3f wander %.3f: want wander <= se", sd, se, wd)
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	// Daemon started at t0 = 100: 30 s off for two samples, then 4 ms,
+	// one excursion to 6 ms, then 1 ms for good.
+	offs := []float64{-30, -30, 0.004, 0.006, 0.001, -0.001, 0.001, -0.001}
+	ss := make([]sample, len(offs))
+	for i, o := range offs {
+		ss[i] = sample{T: 102 + 2*float64(i), Offset: o}
+	}
+	rep := report.New("x")
+	summarise(rep, ss, 100, 118, 6)
+	want := map[string]float64{
+		"time_to_5ms_seconds":           6,
+		"settle_5ms_seconds":            10,
+		"rms_offset_seconds":            0.001,
+		"max_abs_offset_window_seconds": 0.001,
+		"window_samples":                3,
+		"final_offset_seconds":          -0.001,
+	}
+	for k, w := range want {
+		if g, ok := rep.Metric(k); !ok || math.Abs(g-w) > 1e-9 {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, w)
+		}
+	}
+	// Never below 5 ms: no time, reported as a fact.
+	rep = report.New("y")
+	summarise(rep, line(10, 1, 1, 0, 0), 100, 110, 5)
+	if _, ok := rep.Metric("time_to_5ms_seconds"); ok {
+		t.Error("time_to_5ms_seconds set although the offset never went below 5 ms")
+	}
+	if rep.Facts["time_to_5ms_seconds"] != "NaN" {
+		t.Errorf("fact = %q, want NaN", rep.Facts["time_to_5ms_seconds"])
+	}
+}
+
+func TestParseQuery(t *testing.T) {
+	ok := `{"servers":[{"server":"10.0.2.2:123","address":"10.0.2.2:123","valid":true,"verdict":"ok","offset_seconds":-30.0001,"delay_seconds":0.0003,"replies":5}],"valid":1}`
+	tests := []struct {
+		name    string
+		out     string
+		wantErr string
+	}{
+		{"valid", ok, ""},
+		{"timeout", `{"servers":[{"server":"s","address":"a","valid":false,"verdict":"timeout","error":"no reply","replies":0}],"valid":0}`, "timeout"},
+		{"no servers", `{"servers":[],"valid":0}`, "0 servers"},
+		{"not json", "ntptool: boom", "output"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := parseQuery([]byte(tc.out), 7)
+			if tc.wantErr == "" {
+				if err != nil || s.Offset != -30.0001 || s.Delay != 0.0003 || s.T != 7 {
+					t.Fatalf("parseQuery = %+v, %v", s, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseAddr(t *testing.T) {
+	tests := []struct {
+		out   string
+		cidr  string
+		valid int
+	}{
+		{"5: vc    inet 198.18.0.128/24 brd 198.18.0.255 scope global dynamic vc\\       valid_lft 117sec preferred_lft 117sec", "198.18.0.128/24", 117},
+		{"5: vc    inet 198.18.0.128/24 scope global vc\\       valid_lft forever preferred_lft forever", "198.18.0.128/24", -1},
+		{"", "", 0},
+	}
+	for _, tc := range tests {
+		cidr, v := parseAddr(tc.out)
+		if cidr != tc.cidr || v != tc.valid {
+			t.Errorf("parseAddr(%q) = %q, %d; want %q, %d", tc.out, cidr, v, tc.cidr, tc.valid)
+		}
+	}
+}
+
+func FuzzParseQuery(f *testing.F) {
+	f.Add([]byte(`{"servers":[{"valid":true,"offset_seconds":1,"delay_seconds":0}]}`))
+	f.Add([]byte(`{"servers":[{"valid":true}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := parseQuery(b, 1)
+		if err == nil && (math.IsNaN(s.Offset) || s.T != 1) {
+			t.Fatalf("bad sample %+v", s)
+		}
+	})
+}
+
+func FuzzParseAddr(f *testing.F) {
+	f.Add("inet 198.18.0.128/24 valid_lft 117sec")
+	f.Add("inet 1.2.3.4/8 valid_lft 99999999999999999999999sec")
+	f.Fuzz(func(t *testing.T, s string) {
+		cidr, v := parseAddr(s)
+		if cidr == "" && v != 0 {
+			t.Fatalf("lifetime %d without an address", v)
+		}
+	})
+}

@@ -1,0 +1,437 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ntptool/ntptool/e2e/report"
+)
+
+// needsRun is the skip reason of the scenarios that wait for the daemon.
+const needsRun = "needs ntptool run"
+
+// Bundles of programs copied into a scenario's initramfs beside the base.
+const (
+	bundleChrony = "chrony"
+	bundleDHCP   = "dhcp"
+)
+
+// scenario is one boot of the guest.
+type scenario struct {
+	Name string
+	// Issue says which part of issue 10 it is.
+	Issue string
+	// Pending is a skip reason; pending scenarios run only with -pending.
+	Pending string
+	Bundles []string
+	Spec    func(o options) report.Spec
+	Expect  func(r *report.Report, sp report.Spec) []check
+}
+
+// options are the harness flags that shape the scenarios.
+type options struct {
+	Port  int
+	Quick bool // shorter runs, for trying the harness out
+}
+
+// budget bounds one boot: boot and set-up, the scenario's own time, and a
+// margin for TCG's slowness.
+func budget(sp report.Spec) time.Duration {
+	s := 60 + sp.FreeRunSeconds + sp.RunSeconds
+	if sp.LeaseSeconds > 0 {
+		s += float64(sp.LeaseSeconds) + 90
+		if strings.HasPrefix(sp.Scenario, "dhcp-hooks") {
+			s += 6*float64(sp.LeaseSeconds) + 60
+		}
+	}
+	return time.Duration(s * float64(time.Second))
+}
+
+func pick(o options, full, quick float64) float64 {
+	if o.Quick {
+		return quick
+	}
+	return full
+}
+
+// The injected errors of the discipline scenarios (issue 10, scenario 1).
+const (
+	injectStep = 30.0
+	injectFreq = 200.0
+)
+
+var scenarioList = []scenario{
+	{
+		Name: "smoke", Issue: "clock control and measurement",
+		Spec: func(o options) report.Spec {
+			return report.Spec{Scenario: "smoke", ServerPort: o.Port, InjectStepSeconds: injectStep, InjectFreqPPM: injectFreq,
+				FreeRunSeconds: pick(o, 90, 30), RateWindowSeconds: 15, RunSeconds: pick(o, 60, 30), SampleSeconds: 1}
+		},
+		Expect: expectSmoke,
+	},
+	{
+		Name: "chrony", Issue: "5, chrony half", Bundles: []string{bundleChrony},
+		Spec: func(o options) report.Spec {
+			return comparisonSpec(o, "chrony", chronyConfig(o.Port))
+		},
+		Expect: expectChrony,
+	},
+	{
+		Name: "dhcp-noh", Issue: "3, negative control", Bundles: []string{bundleDHCP},
+		Spec: func(o options) report.Spec {
+			return report.Spec{Scenario: "dhcp-noh", ServerPort: o.Port, LeaseSeconds: 120, DHCPClient: "dhclient"}
+		},
+		Expect: expectDHCPNoHooks,
+	},
+	dhcpNoHooksMonotonic("dhcp-noh-udhcpc", "udhcpc"),
+	dhcpNoHooksMonotonic("dhcp-noh-dhcpcd", "dhcpcd"),
+	{
+		Name: "discipline", Issue: "1", Pending: needsRun,
+		Spec: func(o options) report.Spec {
+			return report.Spec{Scenario: "discipline", ServerPort: o.Port, InjectStepSeconds: injectStep, InjectFreqPPM: injectFreq,
+				FreeRunSeconds: pick(o, 60, 30), RateWindowSeconds: 15, RunSeconds: pick(o, 420, 180),
+				RMSWindowSeconds: pick(o, 180, 60), SampleSeconds: 2, Config: ntptoolConfig(o.Port, false, 0)}
+		},
+		Expect: expectDiscipline,
+	},
+	{
+		Name: "slew", Issue: "2", Pending: needsRun,
+		Spec: func(o options) report.Spec {
+			return report.Spec{Scenario: "slew", ServerPort: o.Port, InjectStepSeconds: 0.5, InjectFreqPPM: 0,
+				FreeRunSeconds: pick(o, 30, 20), RateWindowSeconds: 15, RunSeconds: pick(o, 240, 180),
+				RMSWindowSeconds: 60, SampleSeconds: 2, Config: ntptoolConfig(o.Port, true, slewRatePPM)}
+		},
+		Expect: expectSlew,
+	},
+	{
+		Name: "ntptool-vs-chrony", Issue: "5, ntptool half", Pending: needsRun,
+		Spec: func(o options) report.Spec {
+			return comparisonSpec(o, "ntptool-vs-chrony", ntptoolConfig(o.Port, false, 0))
+		},
+		Expect: expectChrony,
+	},
+	dhcpHooks("dhcp-hooks", "dhclient", "3, with ntptool's hooks"),
+	dhcpHooks("dhcp-hooks-udhcpc", "udhcpc", "4, udhcpc"),
+	dhcpHooks("dhcp-hooks-dhcpcd", "dhcpcd", "4, dhcpcd"),
+}
+
+// comparisonSpec is scenario 5's, the same for both daemons.
+func comparisonSpec(o options, name, config string) report.Spec {
+	return report.Spec{Scenario: name, ServerPort: o.Port, InjectStepSeconds: injectStep, InjectFreqPPM: injectFreq,
+		FreeRunSeconds: pick(o, 60, 30), RateWindowSeconds: 15, RunSeconds: pick(o, 600, 180),
+		RMSWindowSeconds: pick(o, 300, 60), SampleSeconds: 2, Config: config}
+}
+
+// dhcpNoHooksMonotonic is scenario 4's baseline: the same -1 h step with no
+// hook under a client whose timers are monotonic; the address must survive.
+func dhcpNoHooksMonotonic(name, client string) scenario {
+	return scenario{
+		Name: name, Issue: "4, baseline without hooks", Bundles: []string{bundleDHCP},
+		Spec: func(o options) report.Spec {
+			return report.Spec{Scenario: "dhcp-noh", ServerPort: o.Port, LeaseSeconds: 120, DHCPClient: client}
+		},
+		Expect: expectDHCPMonotonic,
+	}
+}
+
+func dhcpHooks(name, client, issue string) scenario {
+	return scenario{
+		Name: name, Issue: issue, Pending: needsRun + ", step and renew", Bundles: []string{bundleDHCP},
+		Spec: func(o options) report.Spec {
+			return report.Spec{Scenario: "dhcp-hooks", ServerPort: o.Port, LeaseSeconds: 120, DHCPClient: client,
+				Config: ntptoolHooksConfig(o.Port, client)}
+		},
+		Expect: expectDHCPHooks,
+	}
+}
+
+// slewRatePPM is scenario 2's configured maximum slew rate: 0.5 s goes in
+// 100 s.
+const slewRatePPM = 5000
+
+func chronyConfig(port int) string {
+	return fmt.Sprintf(`# chronyd in the e2e guest: the same source and polling as ntptool's run.
+server 10.0.2.2 port %d minpoll 4 maxpoll 4 iburst
+makestep 1 3
+# rtcsync clears STA_UNSYNC once synchronised (adjtimex then returns TIME_OK),
+# as ntptool does.
+rtcsync
+driftfile /var/lib/chrony/chrony.drift
+cmdport 0
+pidfile /run/chrony/chronyd.pid
+`, port)
+}
+
+// ntptoolConfig is the daemon's configuration in scenarios 1, 2 and 5:
+// one source polled every 16 s, exec hooks that leave a mark, the drift
+// file, the control socket and the audit journal.
+func ntptoolConfig(port int, slewOnly bool, maxSlewPPM float64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `driftfile = "/var/lib/ntptool/drift"
+
+[[source]]
+server = "10.0.2.2"
+port = %d
+minpoll = 4
+maxpoll = 4
+iburst = true
+
+[step]
+threshold = "1s"
+limit = 3
+slew_only = %v
+`, port, slewOnly)
+	if maxSlewPPM > 0 {
+		fmt.Fprintf(&b, "\n[clock]\nmax_slew_rate_ppm = %s\n", strconv.FormatFloat(maxSlewPPM, 'f', -1, 64))
+	}
+	b.WriteString(`
+[hooks]
+dhcp_renew = "off"
+pre_step = [["/bin/busybox", "touch", "/tmp/e2e-pre-step"]]
+post_step = [["/bin/busybox", "touch", "/tmp/e2e-post-step"]]
+
+[control]
+socket = "/run/ntptool/control.sock"
+
+[audit]
+journal = "/var/log/ntptool/audit.jsonl"
+
+[log]
+level = "info"
+`)
+	return b.String()
+}
+
+// ntptoolHooksConfig is scenarios 3 and 4's: the built-in DHCP renewer for
+// the client under test (dhclient's lease file and PID file where the
+// guest's lab puts them are the client's defaults there).
+func ntptoolHooksConfig(port int, client string) string {
+	return fmt.Sprintf(`[[source]]
+server = "10.0.2.2"
+port = %d
+minpoll = 4
+maxpoll = 4
+
+[hooks]
+dhcp_renew = %q
+timeout = "10s"
+
+[control]
+socket = "/run/ntptool/control.sock"
+
+[audit]
+journal = "/var/log/ntptool/audit.jsonl"
+`, port, client)
+}
+
+// check is one row of the result table.
+type check struct {
+	Scenario, Expect, Measured, Status string
+}
+
+// Statuses of a row.
+const (
+	pass = "PASS"
+	fail = "FAIL"
+	info = "INFO"
+	skip = "SKIP"
+)
+
+func status(ok bool) string {
+	if ok {
+		return pass
+	}
+	return fail
+}
+
+// metric builds a row from a metric: absent metrics fail.
+func metric(r *report.Report, name, expect, format string, scale float64, ok func(v float64) bool) check {
+	v, present := r.Metric(name)
+	if !present {
+		why := "missing"
+		if f, isFact := r.Facts[name]; isFact {
+			why = f
+		}
+		if ok == nil {
+			return check{Expect: expect, Measured: name + " " + why, Status: info}
+		}
+		return check{Expect: expect, Measured: name + " " + why, Status: fail}
+	}
+	m := fmt.Sprintf(format, v*scale)
+	if ok == nil {
+		return check{Expect: expect, Measured: m, Status: info}
+	}
+	return check{Expect: expect, Measured: m, Status: status(ok(v))}
+}
+
+func fact(r *report.Report, name, expect, want string) check {
+	v, ok := r.Facts[name]
+	if !ok {
+		return check{Expect: expect, Measured: name + " missing", Status: fail}
+	}
+	return check{Expect: expect, Measured: firstLine(v), Status: status(v == want)}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
+
+// freqTolerancePPM is how close a frequency must be measured: 10 ppm, or
+// more when the rig cannot measure that well: three standard errors of the
+// rate fits the figure is made of, plus twice the wander of the guest's
+// own rate (TCG's emulated clock) seen between the free run's windows.
+func freqTolerancePPM(r *report.Report) float64 {
+	seF, seA, w := r.Metrics["free_rate_se_ppm"], r.Metrics["adjusted_rate_se_ppm"], r.Metrics["free_wander_ppm"]
+	return math.Max(10, 3*math.Hypot(seF, seA)+2*w)
+}
+
+func rateRows(r *report.Report) []check {
+	m := r.Metrics
+	return []check{
+		{Expect: "guest's own rate vs host (free run)", Measured: fmt.Sprintf("%+.2f ± %.2f ppm over %.0f s", m["free_rate_ppm"], m["free_rate_se_ppm"], m["free_windows"]*15), Status: info},
+		{Expect: "its spread over 15 s windows", Measured: fmt.Sprintf("sd %.2f ppm [%+.1f, %+.1f]: noise %.2f, wander %.2f",
+			m["free_window_sd_ppm"], m["free_window_min_ppm"], m["free_window_max_ppm"], m["free_window_se_ppm"], m["free_wander_ppm"]), Status: info},
+	}
+}
+
+func expectSmoke(r *report.Report, sp report.Spec) []check {
+	tol := freqTolerancePPM(r)
+	out := rateRows(r)
+	out = append(out,
+		metric(r, "offset_after_step_seconds", fmt.Sprintf("offset after the %+.0f s step", sp.InjectStepSeconds), "%+.6f s", 1, nil),
+		metric(r, "step_error_seconds", "step lands where set: |error| < 5 ms", "%+.3f ms", 1e3, func(v float64) bool { return math.Abs(v) < 5e-3 }),
+		metric(r, "kernel_freq_ppm", fmt.Sprintf("kernel reads back %+.0f ppm", sp.InjectFreqPPM), "%+.4f ppm", 1,
+			func(v float64) bool { return math.Abs(v-sp.InjectFreqPPM) < 1e-3 }),
+		metric(r, "freq_seen_ppm", fmt.Sprintf("host sees %+.0f ppm (±%.0f)", sp.InjectFreqPPM, tol), "%+.2f ppm", 1,
+			func(v float64) bool { return math.Abs(v-sp.InjectFreqPPM) <= tol }),
+		check{Expect: "with it set, spread over 15 s windows", Measured: fmt.Sprintf("sd %.2f ppm: noise %.2f, wander %.2f",
+			r.Metrics["adjusted_window_sd_ppm"], r.Metrics["adjusted_window_se_ppm"], r.Metrics["adjusted_wander_ppm"]), Status: info},
+		metric(r, "trace_init_steps", "kernel trace: the init's 1 step", "%.0f", 1, func(v float64) bool { return v == 1 }),
+		metric(r, "trace_init_frequency_sets", "kernel trace: the init's 1 ADJ_FREQUENCY", "%.0f", 1, func(v float64) bool { return v == 1 }),
+		check{Expect: "kernel trace: every query packet counted", Measured: fmt.Sprintf("%.0f traced / %.0f sent",
+			r.Metrics["trace_query_udp_sends"], r.Metrics["query_packets_sent"]),
+			Status: status(r.Metrics["query_packets_sent"] > 0 && r.Metrics["trace_query_udp_sends"] == r.Metrics["query_packets_sent"])},
+	)
+	return out
+}
+
+// disciplineRows are the figures scenario 5 compares, and sanity bounds
+// that any working daemon meets in this rig (if chrony fails them, the rig
+// is broken, and ntptool's results would mean nothing).
+func disciplineRows(r *report.Report, sp report.Spec) []check {
+	tol := freqTolerancePPM(r)
+	win := sp.RMSWindowSeconds
+	return []check{
+		metric(r, "steps", "steps the clock once", "%.0f", 1, func(v float64) bool { return v == 1 }),
+		metric(r, "time_to_5ms_seconds", "reaches |offset| < 5 ms", "%.1f s", 1, func(v float64) bool { return v < sp.RunSeconds }),
+		metric(r, "settle_5ms_seconds", "stays < 5 ms from", "%.1f s", 1, nil),
+		metric(r, "samples_over_5ms_after_first", "samples ≥ 5 ms after the first below", "%.0f", 1, nil),
+		metric(r, "rms_offset_seconds", fmt.Sprintf("offset RMS, last %.0f s, < 5 ms", win), "%.3f ms", 1e3, func(v float64) bool { return v < 5e-3 }),
+		metric(r, "max_abs_offset_window_seconds", fmt.Sprintf("max |offset|, last %.0f s", win), "%.3f ms", 1e3, nil),
+		metric(r, "freq_error_ppm", fmt.Sprintf("frequency error vs guest's own rate (±%.0f)", tol), "%+.2f ppm", 1, func(v float64) bool { return math.Abs(v) <= tol }),
+		metric(r, "residual_rate_ppm", fmt.Sprintf("residual rate, last %.0f s", win), "%+.2f ppm", 1, nil),
+		metric(r, "adjtimex_writes_per_poll", "adjtimex/clock_adjtime writes per poll", "%.2f", 1, nil),
+		fact(r, "adjtimex_state", "adjtimex returns TIME_OK", "TIME_OK"),
+		metric(r, "adjtimex_esterror_us", "kernel esterror", "%.0f µs", 1, nil),
+		metric(r, "adjtimex_maxerror_us", "kernel maxerror", "%.0f µs", 1, nil),
+	}
+}
+
+func expectChrony(r *report.Report, sp report.Spec) []check {
+	return append(rateRows(r), disciplineRows(r, sp)...)
+}
+
+// pollSeconds is the poll interval at minpoll = maxpoll = 4.
+const pollSeconds = 16
+
+func expectDiscipline(r *report.Report, sp report.Spec) []check {
+	out := expectChrony(r, sp)
+	first, okFirst := r.Metric("first_step_seconds")
+	t5, ok5 := r.Metric("time_to_5ms_seconds")
+	out = append(out,
+		check{Expect: "|offset| < 5 ms within 3 polls of the step", Measured: fmt.Sprintf("%.1f s after the step", t5-first),
+			Status: status(okFirst && ok5 && t5-first <= 3*pollSeconds)},
+		check{Expect: "drift file written", Measured: firstLine(r.Facts["drift_file"] + r.Facts["drift_file_error"]),
+			Status: status(isNumber(r.Facts["drift_file"]))},
+		check{Expect: "pre- and post-step hooks ran", Measured: r.Facts["hooks_ran"], Status: status(r.Facts["hooks_ran"] == "pre,post")},
+		check{Expect: "the step is logged", Measured: firstLine(grepLine(r.Facts["daemon_log"], "step")),
+			Status: status(grepLine(r.Facts["daemon_log"], "step") != "")},
+	)
+	if j, ok := r.Facts["audit_journal"]; ok {
+		out = append(out, check{Expect: "the step is in the audit journal", Measured: firstLine(grepLine(j, "step")), Status: status(grepLine(j, "step") != "")})
+	}
+	return out
+}
+
+func expectSlew(r *report.Report, sp report.Spec) []check {
+	return []check{
+		metric(r, "steps", "never steps", "%.0f", 1, func(v float64) bool { return v == 0 }),
+		metric(r, "slew_rate_ppm", fmt.Sprintf("slews at the max rate %d ppm (-20%%..+5%%)", slewRatePPM), "%.0f ppm", 1,
+			func(v float64) bool { return math.Abs(v) >= 0.8*slewRatePPM && math.Abs(v) <= 1.05*slewRatePPM }),
+		metric(r, "time_to_5ms_seconds", "reaches |offset| < 5 ms", "%.1f s", 1, func(v float64) bool { return v < sp.RunSeconds }),
+		metric(r, "rms_offset_seconds", "offset RMS at the end < 5 ms", "%.3f ms", 1e3, func(v float64) bool { return v < 5e-3 }),
+	}
+}
+
+func expectDHCPNoHooks(r *report.Report, sp report.Spec) []check {
+	lease := float64(sp.LeaseSeconds)
+	return []check{
+		metric(r, "valid_lft_at_bind_seconds", fmt.Sprintf("%s bound, valid_lft ≈ %.0f s", sp.DHCPClient, lease), "%.0f s", 1,
+			func(v float64) bool { return v > lease-15 && v <= lease }),
+		fact(r, "address_lost", "address IS lost after the -1 h step (the seed)", "true"),
+		metric(r, "address_lasted_after_bind_seconds", fmt.Sprintf("lost at valid_lft expiry (%.0f..%.0f s)", lease-10, lease+15), "%.1f s", 1,
+			func(v float64) bool { return v >= lease-10 && v <= lease+15 }),
+		fact(r, "client_alive_at_end", "dhclient still running", "true"),
+		metric(r, "acks_after_step", "no renewal after the step", "%.0f ACKs", 1, func(v float64) bool { return v == 0 }),
+	}
+}
+
+func expectDHCPMonotonic(r *report.Report, sp report.Spec) []check {
+	lease := float64(sp.LeaseSeconds)
+	return []check{
+		metric(r, "valid_lft_at_bind_seconds", fmt.Sprintf("%s bound, valid_lft ≈ %.0f s", sp.DHCPClient, lease), "%.0f s", 1,
+			func(v float64) bool { return v > lease-15 && v <= lease }),
+		fact(r, "address_lost", "address kept after the -1 h step, no hook", "false"),
+		metric(r, "address_lasted_after_bind_seconds", fmt.Sprintf("watched past valid_lft (≥ %.0f s)", lease+30), "%.1f s", 1,
+			func(v float64) bool { return v >= lease+30 }),
+		fact(r, "client_alive_at_end", sp.DHCPClient+" still running", "true"),
+		metric(r, "acks_after_step", "renewed on its monotonic timer", "%.0f ACKs", 1, func(v float64) bool { return v >= 1 }),
+	}
+}
+
+func expectDHCPHooks(r *report.Report, sp report.Spec) []check {
+	three := 3 * float64(sp.LeaseSeconds)
+	return []check{
+		fact(r, "lost_back_1h", "address kept after ntptool step --by -1h", "false"),
+		metric(r, "survived_back_1h_seconds", fmt.Sprintf("for ≥ 3 lease periods (%.0f s)", three), "%.0f s", 1, func(v float64) bool { return v >= three }),
+		fact(r, "lost_forward_1d", "address kept after ntptool step --by +24h", "false"),
+		metric(r, "survived_forward_1d_seconds", fmt.Sprintf("for ≥ 3 lease periods (%.0f s)", three), "%.0f s", 1, func(v float64) bool { return v >= three }),
+		metric(r, "renew_ack_seconds", "ntptool renew: DHCPACK within 1 s", "%.3f s", 1, func(v float64) bool { return v <= 1 }),
+		metric(r, "external_step_ack_seconds", "date -s detected, renewed within 1 s", "%.3f s", 1, func(v float64) bool { return v <= 1 }),
+	}
+}
+
+func isNumber(s string) bool {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return false
+	}
+	_, err := strconv.ParseFloat(f[0], 64)
+	return err == nil
+}
+
+func grepLine(text, word string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(strings.ToLower(l), word) {
+			return l
+		}
+	}
+	return ""
+}
