@@ -14,11 +14,15 @@ import (
 	"testing"
 
 	"github.com/ntptool/ntptool/daemon"
+	"github.com/ntptool/ntptool/internal/race"
 	"github.com/ntptool/ntptool/internal/sim"
 )
 
+// stressSeeds is how many seeds each case runs: 200, or 10 under the race
+// detector (make test runs the set both ways).
+var stressSeeds = map[bool]int{false: 200, true: 10}[race.Enabled]
+
 const (
-	stressSeeds = 200
 	// sigmaPath is the single-exchange offset σ of the default path:
 	// (q_down − q_up)/2 with q ~ 100 µs·Exp(1), √(2·100²)/2 µs.
 	sigmaPath = 70.7e-6
@@ -101,7 +105,7 @@ func (r stressRun) maxBelow(t *testing.T, what string, f func(sim.Metrics) float
 	if len(bad) > 0 {
 		t.Errorf("%s: worst %.1f µs, want < %.1f µs; fails for %d seeds: %v", what, worst*1e6, limit*1e6, len(bad), head(bad))
 	}
-	t.Logf("%s: worst %.1f µs (limit %.1f µs) over %d seeds", what, worst*1e6, limit*1e6, len(r.res))
+	t.Logf("%s: %s: worst %.1f µs (limit %.1f µs) over %d seeds", t.Name(), what, worst*1e6, limit*1e6, len(r.res))
 }
 
 func head(s []int) []int { return s[:min(len(s), 10)] }

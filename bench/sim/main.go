@@ -75,7 +75,10 @@ type Figures struct {
 	// MeanPollWindowS the mean over 2000-50 000 s.
 	MeanPollS       float64 `json:"mean_poll_s"`
 	MeanPollWindowS float64 `json:"mean_poll_window_s"`
-	Seeds           int     `json:"seeds"`
+	// AdjPerPoll is the median of adjtimex calls that changed something
+	// per request (the audit figure).
+	AdjPerPoll float64 `json:"adjtimex_per_poll"`
+	Seeds      int     `json:"seeds"`
 }
 
 // Regression tolerances against figures.json.
@@ -148,7 +151,7 @@ func measure(dir, name string, seeds int) (Figures, error) {
 	f := Figures{
 		SettleS: math.Inf(1), RMSUS: med.RMSOffsetS * 1e6, FreqPPB: med.RMSFreqErrorPPB,
 		P99RMSUS: tail.P99.RMSOffsetS * 1e6, MaxRMSUS: tail.Max.RMSOffsetS * 1e6,
-		MeanPollS: med.MeanPollRunS, MeanPollWindowS: med.MeanPollS, Seeds: seeds,
+		MeanPollS: med.MeanPollRunS, MeanPollWindowS: med.MeanPollS, AdjPerPoll: med.ClockAdjustmentsPerPoll, Seeds: seeds,
 	}
 	if med.Settle1msS != nil {
 		f.SettleS = *med.Settle1msS
@@ -165,15 +168,15 @@ func measure(dir, name string, seeds int) (Figures, error) {
 
 func printTable(w *os.File, figs map[string]Figures) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tsettle<1ms s\t\t\tRMS offset µs\t\t\tRMS freq error ppb\t\t\ttails: RMS µs\t\t>1 ms after\tmean poll s\t\t")
-	fmt.Fprintln(tw, "scenario\tours\tchrony\tNTPsec\tours\tchrony\tNTPsec\tours\tchrony\tNTPsec\tp99\tmax\tsettling\tchrony def.\twindow\t")
+	fmt.Fprintln(tw, "\tsettle<1ms s\t\t\tRMS offset µs\t\t\tRMS freq error ppb\t\t\ttails: RMS µs\t\t>1 ms after\tmean poll s\t\tadjtimex\t")
+	fmt.Fprintln(tw, "scenario\tours\tchrony\tNTPsec\tours\tchrony\tNTPsec\tours\tchrony\tNTPsec\tp99\tmax\tsettling\tchrony def.\twindow\tper poll\t")
 	for _, ref := range references {
 		f := figs[ref.name]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.2f %%\t%.0f\t%.0f\t\n", ref.name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.2f %%\t%.0f\t%.0f\t%.2f\t\n", ref.name,
 			num(f.SettleS, "%.0f"), num(ref.chronySettle, "%.0f"), num(ref.ntpsecSettle, "%.0f"),
 			f.RMSUS, num(ref.chronyRMS, "%.1f"), num(ref.ntpsecRMS, "%.1f"),
 			f.FreqPPB, num(ref.chronyFreq, "%.0f"), num(ref.ntpsecFreq, "%.0f"),
-			f.P99RMSUS, f.MaxRMSUS, 100*f.Over1ms, f.MeanPollS, f.MeanPollWindowS)
+			f.P99RMSUS, f.MaxRMSUS, 100*f.Over1ms, f.MeanPollS, f.MeanPollWindowS, f.AdjPerPoll)
 	}
 	tw.Flush()
 	seeds := figs[references[0].name].Seeds

@@ -52,11 +52,12 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 	var e *daemon.Engine
 	rearm := func() {}
 	// The pre-step hooks take sc.Hooks.Seconds; then the step is
-	// committed, or, when they fail and the client's policy is not to
-	// step, cancelled (the engine slews instead).
+	// committed, or, when they fail and the client's policy aborts the
+	// step ("abort", or its old name "slew"), cancelled: the engine slews
+	// instead.
 	propose := func(daemon.StepProposal) {
 		s.At(s.Now()+durationS(sc.Hooks.Seconds), func() {
-			if sc.Hooks.Fail && sc.client.Hooks.OnFailure == "slew" {
+			if policy := sc.client.Hooks.OnFailure; sc.Hooks.Fail && (policy == "abort" || policy == "slew") {
 				e.CancelStep(nil)
 			} else {
 				before := s.Client().Offset()

@@ -26,7 +26,8 @@ import (
 // (1-based) and one of offset (the server's clock error from then on, s),
 // down = true (it stops answering), up = true (it answers again); [hooks]
 // seconds (how long the pre-step hooks take before a step is committed),
-// fail (they fail: the client's hooks.on_failure decides); [client]
+// fail (they fail: the client's hooks.on_failure = "abort" cancels the
+// step, and the engine slews instead); [client]
 // config (the client's TOML, whose sources name the servers s1, s2, … in
 // order).
 type Scenario struct {
