@@ -282,6 +282,30 @@ func (c *Clock) Step(delta, now time.Duration) error {
 	return nil
 }
 
+// Resync takes the frequency correction as it now is in the kernel
+// (another process changed it: the engine re-bases instead of fighting
+// it): freqPPM becomes the correction in force, any slew in progress is
+// dropped (its phase so far is kept in Applied), and the change from what
+// this Clock had set is returned, for the estimators.
+func (c *Clock) Resync(freqPPM float64, now time.Duration) (deltaPPM float64) {
+	c.committed += c.slewed(now)
+	deltaPPM = freqPPM - c.freqPPM
+	c.freqPPM, c.slewPPM = freqPPM, 0
+	return deltaPPM
+}
+
+// Stepped books a step that someone else made (an administrator's date
+// -s, another daemon): Applied counts it as if this Clock had made it, so
+// the engine's estimates keep their time axis and the next measurement
+// shows the offset the step left; subscribers are told as for a step of
+// this Clock's.
+func (c *Clock) Stepped(delta time.Duration) {
+	c.committed += delta
+	for _, f := range c.onStep {
+		f(delta)
+	}
+}
+
 // statusFields reads the kernel status and fills in the status modes,
 // keeping the status bits that are not ours.
 func (c *Clock) statusFields(tx *unix.Timex, st Status) error {

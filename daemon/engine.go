@@ -19,10 +19,14 @@ import (
 )
 
 // Transport sends a request to the source with the given id (see
-// Engine.AddSource). Replies come back through Engine.Receive. Send must
-// not keep packet after it returns: the engine reuses the buffer.
+// Engine.AddSource) and returns when it left, on the engine's clock: the
+// kernel's transmit timestamp where there is one (realtime, and the
+// monotonic time it corresponds to); a zero time means the transport has
+// none, and the engine's reading just before the send counts. Replies
+// come back through Engine.Receive. Send must not keep packet after it
+// returns: the engine reuses the buffer.
 type Transport interface {
-	Send(source int, packet []byte) error
+	Send(source int, packet []byte) (txRealtime time.Time, txMonotonic time.Duration, err error)
 }
 
 // Options are the engine's inputs besides the configuration.
@@ -48,6 +52,10 @@ type Options struct {
 	// seconds while replies keep arriving) and then calls CommitStep, or
 	// CancelStep if the hooks say no. Nil commits every proposal at once.
 	OnStepProposal func(StepProposal)
+	// DeferSources leaves the configuration's sources out: the owner adds
+	// them with AddSource as their names resolve. By default New adds
+	// them with ids 0, 1, ... in configuration order.
+	DeferSources bool
 }
 
 // StepProposal is a step the engine wants to make.
@@ -119,7 +127,6 @@ type Engine struct {
 	log     *slog.Logger
 	disc    *discipline.Discipline
 	sources []*source
-	nextID  int
 	epoch   time.Time // origin of the u axis
 	sigmaY0 float64   // a new source's prior frequency uncertainty
 	wander  float64
@@ -144,6 +151,16 @@ type Engine struct {
 
 	pending   *StepProposal
 	onPropose func(StepProposal)
+	cancelled error // why the last step proposal was cancelled
+
+	// The clock updates, for the status: the last one's time and offset,
+	// and running means of the offsets' squares and of the intervals.
+	lastUpdate     time.Time
+	lastUpdateMono time.Duration
+	lastOffset     float64
+	meanSqOffset   float64
+	meanInterval   float64 // s
+	selected       int     // id of the selected source; −1 none
 
 	saveDrift     func(driftfile.Drift)
 	nextDriftSave time.Duration // monotonic
@@ -177,14 +194,15 @@ func (s State) String() string {
 // source is one server as the engine sees it: its wire state, its
 // estimator and its part in the last selection.
 type source struct {
-	id    int
-	cfg   config.Source
-	wire  *ntpclient.Source
-	est   *estimator.Estimator
-	role  Role
-	last  ntpclient.Sample  // the last usable sample
-	lastU float64           // its filter time
-	track estimator.Tracker // its phase carried by the combined frequency
+	id       int
+	cfg      config.Source
+	wire     *ntpclient.Source
+	est      *estimator.Estimator
+	role     Role
+	last     ntpclient.Sample  // the last usable sample
+	lastU    float64           // its filter time
+	lastMono time.Duration     // and monotonic time
+	track    estimator.Tracker // its phase carried by the combined frequency
 }
 
 // New builds an engine for cfg's sources and applies the drift file's
@@ -193,7 +211,7 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 	if opt.Clock == nil || opt.Transport == nil {
 		return nil, errors.New("engine needs a clock and a transport")
 	}
-	if len(cfg.Sources) == 0 {
+	if len(cfg.Sources) == 0 && !opt.DeferSources {
 		return nil, errors.New("no sources configured")
 	}
 	e := &Engine{
@@ -213,6 +231,7 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 		saveDrift: opt.SaveDrift,
 		onPropose: opt.OnStepProposal,
 		wander:    opt.Wander,
+		selected:  -1,
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -239,17 +258,27 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 			s.wire.Stepped()
 		}
 	})
-	for _, sc := range cfg.Sources {
-		e.AddSource(sc)
+	if !opt.DeferSources {
+		for i, sc := range cfg.Sources {
+			if err := e.AddSource(i, sc); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return e, nil
 }
 
-// AddSource adds a source (a server, or one address of a pool: the name
-// is sc.Server, else sc.Pool) and returns its id. A source added after
-// Start polls at once. The learned frequency is kept: the new source's
-// estimator starts from it, as uncertain as the last combination says.
-func (e *Engine) AddSource(sc config.Source) int {
+// ErrSourceExists is returned by AddSource for an id in use.
+var ErrSourceExists = errors.New("a source with this id exists")
+
+// AddSource adds a source with the given id (a server, or one address of
+// a pool: the name is sc.Server, else sc.Pool). A source added after Start
+// polls at once. The learned frequency is kept: the new source's estimator
+// starts from it, as uncertain as the last combination says.
+func (e *Engine) AddSource(id int, sc config.Source) error {
+	if e.source(id) != nil {
+		return fmt.Errorf("source %d: %w", id, ErrSourceExists)
+	}
 	name := sc.Server
 	if name == "" {
 		name = sc.Pool
@@ -259,18 +288,17 @@ func (e *Engine) AddSource(sc config.Source) int {
 		sigmaY = math.Max(math.Sqrt(e.est.VarY), driftFloorPPM*1e-6)
 	}
 	s := &source{
-		id:   e.nextID,
+		id:   id,
 		cfg:  sc,
 		wire: ntpclient.NewSource(ntpclient.SourceConfig{Name: name, MinPoll: sc.MinPoll, MaxPoll: sc.MaxPoll, IBurst: sc.IBurst}, e.rng),
 		est:  estimator.New(estimator.Config{SigmaY0: sigmaY, Wander: e.wander, MinPoll: sc.MinPoll, MaxPoll: sc.MaxPoll}),
 	}
-	e.nextID++
 	e.sources = append(e.sources, s)
 	if e.nextDriftSave != 0 { // started
 		_, now := e.clk.Now()
 		s.wire.Start(now)
 	}
-	return s.id
+	return nil
 }
 
 // RemoveSource removes the source with the given id; it reports whether
@@ -327,8 +355,12 @@ func (e *Engine) Wakeup() {
 	for _, s := range e.sources {
 		if now >= s.wire.NextPoll() {
 			e.requests++
-			if err := e.tr.Send(s.id, s.wire.Request(real, now, e.burstLimit(s))); err != nil {
+			txReal, txMono, err := e.tr.Send(s.id, s.wire.Request(real, now, e.burstLimit(s)))
+			switch {
+			case err != nil:
 				e.log.Warn("send", "source", s.wire.Name(), "err", err)
+			case !txReal.IsZero():
+				s.wire.Sent(txReal, txMono)
 			}
 		}
 	}
@@ -371,8 +403,13 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 	switch {
 	case errors.Is(err, ntpclient.ErrNotOurs):
 		return
+	case errors.Is(err, ntpclient.ErrKissOfDeath):
+		// Rare, and it changes the polling: worth a line.
+		e.log.Warn("kiss-o'-death", "source", s.wire.Name(), "err", err)
+		return
 	case err != nil:
-		e.log.Info("unusable reply", "source", s.wire.Name(), "err", err)
+		// No line per packet at info level: the status shows the source.
+		e.log.Debug("unusable reply", "source", s.wire.Name(), "err", err)
 		return
 	}
 	txReal := s.wire.TxReal()
@@ -397,7 +434,7 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 		}
 	}
 	s.wire.SetPollLog2(s.est.AdaptPoll(s.wire.KoDFloorLog2()))
-	s.last, s.lastU = sample, u
+	s.last, s.lastU, s.lastMono = sample, u, mid
 	e.update()
 }
 
@@ -475,6 +512,7 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		}
 	}
 	live[best].role = RoleSelected
+	e.selected = live[best].id
 	leap, announced := discipline.LeapVote(ins, del, len(res.Survivors), real.UTC())
 	if announced != e.leap {
 		e.log.Info("leap second announcement", "leap", announced)
@@ -569,6 +607,7 @@ func (e *Engine) execute(act discipline.Actions, now time.Duration) {
 	if act.Step == 0 {
 		if applied {
 			e.setState(Synchronised)
+			e.updated(-act.Slew.Seconds())
 		}
 		return
 	}
@@ -635,6 +674,49 @@ func (e *Engine) setState(s State) {
 	}
 }
 
+// updated books a clock update that removes offsetS, for the status.
+func (e *Engine) updated(offsetS float64) {
+	real, mono := e.clk.Now()
+	const memory = 16 // updates the running means remember (chrony's RMS offset is alike)
+	switch {
+	case e.lastUpdate.IsZero():
+		e.meanSqOffset = offsetS * offsetS
+	case e.meanInterval == 0:
+		e.meanInterval = (mono - e.lastUpdateMono).Seconds()
+		e.meanSqOffset += (offsetS*offsetS - e.meanSqOffset) / memory
+	default:
+		e.meanInterval += ((mono - e.lastUpdateMono).Seconds() - e.meanInterval) / memory
+		e.meanSqOffset += (offsetS*offsetS - e.meanSqOffset) / memory
+	}
+	e.lastUpdate, e.lastUpdateMono, e.lastOffset = real, mono, offsetS
+}
+
+// ExternalStep tells the engine that someone else stepped the clock by
+// delta (detected by stephook.Watcher): the step is booked as applied, so
+// the estimates keep their time axis, and exchanges in flight are void;
+// the next measurements show what offset the step left, which the
+// discipline then corrects as any other.
+func (e *Engine) ExternalStep(delta time.Duration) {
+	e.log.Warn("the clock was stepped by another process", "step_seconds", delta.Seconds())
+	e.clk.Stepped(delta)
+}
+
+// KernelChanged tells the engine that another process changed the
+// kernel's frequency correction to freqPPM (clock.Watched.Check saw it):
+// the engine re-bases on it instead of fighting it (the estimators learn
+// the change as a frequency step of the clock), and the slew in progress
+// is dropped.
+func (e *Engine) KernelChanged(freqPPM float64) {
+	real, now := e.clk.Now()
+	u, _ := e.u(real, now)
+	dy := e.clk.Resync(freqPPM, now) * 1e-6
+	for _, s := range e.sources {
+		s.est.AddFrequency(u, dy)
+	}
+	e.est.Y += dy
+	e.setYc(u, e.yc+dy)
+}
+
 // PendingStep returns the step proposal awaiting CommitStep or
 // CancelStep, if any.
 func (e *Engine) PendingStep() (StepProposal, bool) {
@@ -669,26 +751,32 @@ func (e *Engine) CommitStep() (StepResult, error) {
 	_, now = e.clk.Now()
 	if e.apply(clock.Update{FreqPPM: act.FreqPPM, Status: &act.Status}, now) {
 		e.setState(Synchronised)
+		e.updated(-act.Step.Seconds())
 	}
 	return StepResult{Step: act.Step, Proposed: proposed}, nil
 }
 
-// CancelStep abandons the pending step (a pre-step hook failed and the
-// policy says not to step): with hold nil the offset is slewed out
-// instead, at the fastest rate allowed; otherwise the clock is left alone
-// and hold is reported as the reason.
-func (e *Engine) CancelStep(hold error) error {
+// CancelStep abandons the pending step for reason (a pre-step hook failed
+// and the policy says not to step): the offset is slewed out instead, at
+// the fastest rate allowed, or, with hold, the clock is left alone. The
+// reason is logged and kept in the status (StepCancelled).
+func (e *Engine) CancelStep(reason error, hold bool) error {
 	if e.pending == nil {
 		return ErrNoStepPending
 	}
 	e.pending = nil
+	e.cancelled = reason
 	real, now := e.clk.Now()
 	sel, err := e.selectNow(real, now)
 	if err != nil {
 		sel.in = e.predicted(real, now)
 	}
-	e.log.Warn("step cancelled", "slew_instead", hold == nil, "reason", hold)
-	e.execute(e.disc.CancelStep(sel.in, hold), now)
+	e.log.Warn("step cancelled", "slew_instead", !hold, "reason", reason)
+	var holdErr error
+	if hold {
+		holdErr = fmt.Errorf("step cancelled, clock held: %w", reason)
+	}
+	e.execute(e.disc.CancelStep(sel.in, holdErr), now)
 	return nil
 }
 

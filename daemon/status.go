@@ -45,9 +45,10 @@ type Status struct {
 	// from the last combination of the sources predicted to now; SigmaS
 	// is its standard deviation. Both 0 before one.
 	OffsetS, SigmaS float64
-	// FreqPPM is the frequency correction in force (without a slew), and
-	// SkewPPM the standard deviation of the frequency estimate.
-	FreqPPM, SkewPPM float64
+	// FreqPPM is the frequency correction in force (without a slew),
+	// FreqErrorPPM the frequency error still estimated (> 0: the clock
+	// runs fast), and SkewPPM the standard deviation of that estimate.
+	FreqPPM, FreqErrorPPM, SkewPPM float64
 	// DistanceS is the root distance of the last selection.
 	DistanceS float64
 	// Leap is the leap second the majority announces (+1, −1 or 0).
@@ -59,12 +60,29 @@ type Status struct {
 	// Held says why the clock is not being corrected (panic threshold, a
 	// cancelled step with hold).
 	Held string
-	// StepPending is set while a step proposal awaits its hooks.
-	StepPending bool
+	// StepPending is set while a step proposal awaits its hooks, and
+	// StepCancelled says why the last one was cancelled ("" if none was).
+	StepPending   bool
+	StepCancelled string
 	// LastError is the last error carrying out a clock action, and Errors
 	// how many there were.
 	LastError string
 	Errors    int
+	// RefTime is when the clock was last corrected (zero before), and
+	// LastOffsetS the offset that correction removed; RMSOffsetS is the
+	// RMS of the recent ones, UpdateInterval the mean interval between
+	// them.
+	RefTime        time.Time
+	LastOffsetS    float64
+	RMSOffsetS     float64
+	UpdateInterval time.Duration
+	// SelectedID is the selected source's id, −1 if none.
+	SelectedID int
+	// Monotonic is the status's time, and NextPoll the monotonic time of
+	// the next request.
+	Monotonic, NextPoll time.Duration
+	// Adjustments counts the adjtimex calls that changed the clock.
+	Adjustments int
 	// Sources are the sources in the order they were added.
 	Sources []SourceStatus
 }
@@ -87,10 +105,21 @@ type SourceStatus struct {
 	// a sample.
 	OffsetS, SigmaS float64
 	// LastOffsetS and LastDelayS are the last usable sample's offset
-	// (local − source) and round-trip delay, s.
+	// (local − source) and round-trip delay, s, and LastAge its age; 0
+	// before one.
 	LastOffsetS, LastDelayS float64
+	LastAge                 time.Duration
 	// FloorDelayS is the lowest round-trip delay seen.
 	FloorDelayS float64
+	// RefID, RootDelayS and RootDispersionS are from the last valid
+	// reply; Leap is its leap indicator (0 none, 1 insert, 2 delete).
+	RefID                       string
+	RootDelayS, RootDispersionS float64
+	Leap                        int
+	// Polls counts the polls made to the source; JitterS is the RMS of
+	// its samples' recent scatter about the predictions.
+	Polls   int
+	JitterS float64
 }
 
 // Status returns the engine's state now; it changes nothing.
@@ -98,17 +127,20 @@ func (e *Engine) Status() Status {
 	st := Status{
 		State: e.state, Synced: e.state != Unsynchronised, FreqPPM: e.clk.FrequencyPPM(), Leap: e.leap,
 		Requests: e.requests, Updates: e.disc.Updates(), StepPending: e.pending != nil,
-		DistanceS: e.distance, Errors: e.errCount,
+		DistanceS: e.distance, Errors: e.errCount, SelectedID: e.selected,
+		RefTime: e.lastUpdate, LastOffsetS: e.lastOffset, RMSOffsetS: math.Sqrt(e.meanSqOffset),
+		UpdateInterval: clockSeconds(e.meanInterval), NextPoll: e.NextWakeup(), Adjustments: e.clk.Adjustments(),
 	}
 	for _, err := range []struct {
 		dst *string
 		err error
-	}{{&st.Held, e.held}, {&st.NoSelection, e.noSelect}, {&st.LastError, e.lastErr}} {
+	}{{&st.Held, e.held}, {&st.NoSelection, e.noSelect}, {&st.LastError, e.lastErr}, {&st.StepCancelled, e.cancelled}} {
 		if err.err != nil {
 			*err.dst = err.err.Error()
 		}
 	}
 	real, now := e.clk.Now()
+	st.Monotonic = now
 	u, applied := e.u(real, now)
 	var polls int
 	var sum time.Duration
@@ -118,10 +150,15 @@ func (e *Engine) Status() Status {
 		sum += d
 		ss := SourceStatus{
 			ID: s.id, Name: s.wire.Name(), Role: s.role, Reach: s.wire.Reach(), PollLog2: s.wire.PollLog2(),
-			FloorDelayS: s.est.FloorDelay(), LastOffsetS: s.last.OffsetS, LastDelayS: s.last.DelayS,
+			FloorDelayS: s.est.FloorDelay(), LastOffsetS: s.last.OffsetS, LastDelayS: s.last.DelayS, JitterS: s.est.Jitter(),
 		}
+		ss.Polls = n
 		if r := s.wire.Last(); r != nil {
-			ss.Stratum = r.Stratum
+			ss.Stratum, ss.RefID, ss.Leap = r.Stratum, r.RefID, int(r.Leap)
+			ss.RootDelayS, ss.RootDispersionS = r.RootDelay.Seconds(), r.RootDispersion.Seconds()
+		}
+		if s.lastMono != 0 {
+			ss.LastAge = now - s.lastMono
 		}
 		if est, ok := s.est.Peek(u); ok {
 			ss.OffsetS, ss.SigmaS = est.X+applied, math.Sqrt(est.VarX)
@@ -130,7 +167,7 @@ func (e *Engine) Status() Status {
 	}
 	if e.haveEst {
 		in := e.predicted(real, now)
-		st.OffsetS, st.SigmaS = in.OffsetS, in.SigmaS
+		st.OffsetS, st.SigmaS, st.FreqErrorPPM = in.OffsetS, in.SigmaS, in.FreqError*1e6
 		st.SkewPPM = math.Sqrt(e.est.VarY) * 1e6
 	}
 	if polls > 0 {
@@ -138,6 +175,8 @@ func (e *Engine) Status() Status {
 	}
 	return st
 }
+
+func clockSeconds(s float64) time.Duration { return time.Duration(s * 1e9) }
 
 // Estimate is the estimated offset of the clock now (local − true, s) and
 // its standard deviation, from the last combination predicted to now; ok

@@ -117,6 +117,7 @@ type Estimator struct {
 	bank        *Bank
 	lastU       float64 // filter time of the state
 	updateU     float64 // filter time of the last accepted measurement
+	meanNu2     float64 // running mean of the squared innovations (s²)
 	lastZ       float64 // that measurement, corrected for asymmetry
 	lastR       float64 // and its variance, with the noise scale
 	floor       float64 // lowest delay seen (s)
@@ -237,6 +238,7 @@ func (e *Estimator) Add(u, z, delayS float64) Verdict {
 		verdict = Changed
 	}
 	e.rejected = 0
+	e.meanNu2 += (nu*nu - e.meanNu2) / float64(min(e.updates, excessMemory))
 	e.bank.Update(z, r)
 	e.updates++
 	e.updateU = u
@@ -301,6 +303,11 @@ func (e *Estimator) AddFrequency(u, dy float64) {
 // (corrected for the path's asymmetry) and its variance (scaled as the
 // noise hypotheses weigh it), for a Tracker.
 func (e *Estimator) LastMeasurement() (z, r float64) { return e.lastZ, e.lastR }
+
+// Jitter is the RMS of the recent innovations (measurement − prediction,
+// s): how much the source's samples scatter about what was expected (the
+// jitter chronyc and ntpq show).
+func (e *Estimator) Jitter() float64 { return math.Sqrt(e.meanNu2) }
 
 // Wander is the clock's random-walk frequency noise the estimator
 // believes in ((s/s)/√s); 0 before the first measurement.

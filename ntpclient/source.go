@@ -160,6 +160,15 @@ func (s *Source) Request(real time.Time, mono time.Duration, limit time.Duration
 	return s.buf
 }
 
+// Sent records when the request in flight left, as the transport saw it
+// (the kernel's transmit timestamp): more exact than the reading before
+// the send that Request keeps.
+func (s *Source) Sent(real time.Time, mono time.Duration) {
+	if s.outstanding {
+		s.txReal, s.txMono = real, mono
+	}
+}
+
 // Stepped tells the source the clock was stepped: an exchange in flight
 // is void.
 func (s *Source) Stepped() { s.stepped = s.outstanding }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ntptool/ntptool/config"
 	"github.com/ntptool/ntptool/ntpwire"
 )
 
@@ -61,6 +62,25 @@ var (
 	// ErrNoClock: New was given no Now function.
 	ErrNoClock = errors.New("no clock (Now function)")
 )
+
+// FromConfig maps the configuration's [server] section to a Config (the
+// listen addresses, access control and rate limiting; the rest keeps its
+// defaults).
+func FromConfig(c config.Server) Config {
+	return Config{
+		Listen:           append([]string(nil), c.Listen...),
+		Allow:            append([]string(nil), c.Allow...),
+		Deny:             append([]string(nil), c.Deny...),
+		DenyKoD:          c.DenyKoD,
+		DisableRateLimit: !c.RateLimit.Enabled,
+		RateLimit: RateLimitConfig{
+			Interval:  c.RateLimit.Interval.Duration,
+			Burst:     c.RateLimit.Burst,
+			KoD:       c.RateLimit.KoD,
+			TableSize: c.RateLimit.TableSize,
+		},
+	}
+}
 
 // Server answers NTP client requests on UDP sockets. Make one with New,
 // open its sockets with Listen, run it with Serve.

@@ -1,7 +1,9 @@
-// Command ntptool is a time-synchronisation toolkit: an offset checker
-// (query, check), an NTP server (serve), configuration checks and imports
-// (config), and the synchronisation engine in a simulator (sim); the
-// clock-disciplining daemon (run) comes next.
+// Command ntptool is a time-synchronisation toolkit: the daemon that
+// disciplines the clock (run) and its questions (status, sources,
+// wait-sync), an offset checker (query, check), an NTP server (serve),
+// configuration checks and imports (config), DHCP lease tools around clock
+// steps (lease, renew), the audit journal (audit), and the synchronisation
+// engine in a simulator (sim).
 package main
 
 import (

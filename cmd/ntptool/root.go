@@ -43,13 +43,18 @@ func usageError(format string, args ...any) error {
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "ntptool",
-		Short: "Time synchronisation toolkit: query NTP servers, serve time, simulate the clock discipline",
-		Long: `ntptool checks clock offsets against NTP servers (query, check), serves NTP
-to a LAN (serve), checks and imports configurations (config), and runs its
-clock-disciplining engine against a simulated clock and network (sim). The
-daemon that disciplines this host's clock (run) is the next step.
+		Short: "Time synchronisation toolkit: discipline the clock, query and serve NTP",
+		Long: `ntptool disciplines this host's clock from NTP servers (run: the daemon that
+replaces ntpd and chronyd, with step hooks that keep DHCP leases alive) and
+answers questions about it (status, sources, wait-sync), checks clock offsets
+against NTP servers (query, check), serves NTP to a LAN (serve), checks and
+imports configurations (config), inspects and renews DHCP leases around clock
+steps (lease, renew), prints and verifies the audit journal (audit), and runs
+its engine against a simulated clock and network (sim).
 
 Examples:
+  ntptool run --config /etc/ntptool.toml   # the daemon (or --config /etc/chrony/chrony.conf)
+  ntptool status; ntptool sources -v       # like chronyc tracking / sources -v
   ntptool query pool.ntp.org            # like ntpdate -q / sntp / chronyd -Q
   ntptool check --warn 100ms --crit 1s time1 time2   # Nagios/Icinga plugin
   ntptool serve --listen 127.0.0.1:11123 --local-stratum 2
@@ -70,7 +75,7 @@ Examples:
 	root.AddCommand(newLeaseCmd(), newRenewCmd())
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(devCommands()...)
-	root.AddCommand(newStatusCmd(), newSourcesCmd(), newWaitSyncCmd())
+	root.AddCommand(newRunCmd(), newStatusCmd(), newSourcesCmd(), newWaitSyncCmd())
 	return root
 }
 

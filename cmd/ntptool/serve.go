@@ -142,7 +142,7 @@ func serveSettings(cmd *cobra.Command, f serveFlags) (ntpserve.Config, int, erro
 	if f.txChunk < 0 || f.txChunk > 1024 {
 		return ntpserve.Config{}, 0, usageError("--tx-chunk %d: must be 0 (default) to 1024", f.txChunk)
 	}
-	cfg := serverConfig(sc)
+	cfg := ntpserve.FromConfig(sc)
 	cfg.Workers = f.workers
 	cfg.TxChunk = f.txChunk
 	return cfg, sc.LocalStratum, nil
@@ -159,23 +159,6 @@ func checkListen(a string) error {
 		return usageError("--listen %q: want HOST:PORT, [IPv6]:PORT or :PORT with a numeric port", a)
 	}
 	return nil
-}
-
-// serverConfig maps the [server] section to the server's own configuration.
-func serverConfig(c config.Server) ntpserve.Config {
-	return ntpserve.Config{
-		Listen:           append([]string(nil), c.Listen...),
-		Allow:            append([]string(nil), c.Allow...),
-		Deny:             append([]string(nil), c.Deny...),
-		DenyKoD:          c.DenyKoD,
-		DisableRateLimit: !c.RateLimit.Enabled,
-		RateLimit: ntpserve.RateLimitConfig{
-			Interval:  c.RateLimit.Interval.Duration,
-			Burst:     c.RateLimit.Burst,
-			KoD:       c.RateLimit.KoD,
-			TableSize: c.RateLimit.TableSize,
-		},
-	}
 }
 
 func runServe(ctx context.Context, cmd *cobra.Command, f serveFlags) error {

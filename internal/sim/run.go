@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -58,7 +59,7 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 	propose := func(daemon.StepProposal) {
 		s.At(s.Now()+durationS(sc.Hooks.Seconds), func() {
 			if policy := sc.client.Hooks.OnFailure; sc.Hooks.Fail && (policy == "abort" || policy == "slew") {
-				e.CancelStep(nil)
+				e.CancelStep(errors.New("a pre-step hook failed (simulated)"), false)
 			} else {
 				before := s.Client().Offset()
 				if res, err := e.CommitStep(); err == nil && sc.OnCommit != nil {
@@ -136,6 +137,6 @@ type sourceTransport struct {
 	sourceServer []int
 }
 
-func (t sourceTransport) Send(source int, pkt []byte) error {
-	return t.s.Send(t.sourceServer[source], pkt)
+func (t sourceTransport) Send(source int, pkt []byte) (time.Time, time.Duration, error) {
+	return time.Time{}, 0, t.s.Send(t.sourceServer[source], pkt)
 }
