@@ -199,6 +199,7 @@ type source struct {
 	wire     *ntpclient.Source
 	est      *estimator.Estimator
 	role     Role
+	logged   Role              // the role last logged (logRoles)
 	last     ntpclient.Sample  // the last usable sample
 	lastU    float64           // its filter time
 	lastMono time.Duration     // and monotonic time
@@ -450,6 +451,7 @@ type selected struct {
 // selectNow predicts every voting source to now, selects and combines
 // them, and marks each source's role.
 func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) {
+	defer e.logRoles()
 	u, applied := e.u(real, now)
 	var live []*source
 	var cands []selection.Candidate
@@ -526,6 +528,29 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		FreqError: est.Y, SigmaY: math.Sqrt(est.VarY),
 		FreqPPM: e.clk.FrequencyPPM(), DistanceS: distance, Leap: leap,
 	}}, nil
+}
+
+// logRoles logs the changes of role an operator cares about, once each:
+// a new reference, a falseticker, a source lost or back.
+func (e *Engine) logRoles() {
+	for _, s := range e.sources {
+		if s.role == s.logged {
+			continue
+		}
+		was := s.logged
+		s.logged = s.role
+		name := s.wire.Name()
+		switch {
+		case s.role == RoleSelected:
+			e.log.Info("source selected", "source", name, "id", s.id)
+		case s.role == RoleFalseticker:
+			e.log.Warn("falseticker: outside the majority", "source", name, "id", s.id)
+		case s.role == RoleUnreachable:
+			e.log.Warn("source unreachable", "source", name, "id", s.id)
+		case was == RoleFalseticker || was == RoleUnreachable:
+			e.log.Info("source back", "source", name, "id", s.id, "was", was.String(), "now", s.role.String())
+		}
+	}
 }
 
 // phiOf is Φ at filter time u.
