@@ -201,7 +201,6 @@ type source struct {
 	role     Role
 	logged   Role              // the role last logged (logRoles)
 	last     ntpclient.Sample  // the last usable sample
-	lastU    float64           // its filter time
 	lastMono time.Duration     // and monotonic time
 	track    estimator.Tracker // its phase carried by the combined frequency
 }
@@ -417,10 +416,9 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 	u, applied := e.u(txReal.Add(rxReal.Sub(txReal)/2), mid)
 	verdict := s.est.Add(u, sample.OffsetS-applied, sample.DelayS)
 	e.log.Debug("sample", "source", s.wire.Name(), "monotonic_seconds", mid.Seconds(), "offset_seconds", sample.OffsetS,
-		"delay_seconds", sample.DelayS, "applied_seconds", applied, "verdict", int(verdict), "wander", s.est.Wander())
+		"delay_seconds", sample.DelayS, "applied_seconds", applied, "outlier", verdict == estimator.Outlier, "wander", s.est.Wander())
 	switch verdict {
 	case estimator.Outlier:
-		e.log.Debug("outlier", "source", s.wire.Name(), "monotonic_seconds", rxMono.Seconds(), "offset_seconds", sample.OffsetS, "delay_seconds", sample.DelayS)
 		return
 	case estimator.Changed:
 		e.log.Info("source changed: its estimate starts over", "source", s.wire.Name(), "offset_seconds", sample.OffsetS)
@@ -435,7 +433,7 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 		}
 	}
 	s.wire.SetPollLog2(s.est.AdaptPoll(s.wire.KoDFloorLog2()))
-	s.last, s.lastU, s.lastMono = sample, u, mid
+	s.last, s.lastMono = sample, mid
 	e.update()
 }
 
