@@ -237,7 +237,9 @@ func TestSyncInterrupted(t *testing.T) {
 // TestLimit: a pool contributes at most maxsources addresses, and an
 // address named twice votes once.
 func TestLimit(t *testing.T) {
-	a := func(last byte) netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, last}), 123) }
+	a := func(last byte) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, last}), 123)
+	}
 	in := []ntpclient.Result{
 		{Server: "pool", Address: a(1)}, {Server: "pool", Address: a(2)}, {Server: "pool", Address: a(3)},
 		{Server: "s", Address: a(2)}, {Server: "t", Address: a(9)}, {Server: "bad"}, {Server: "bad2"},
