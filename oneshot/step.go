@@ -122,6 +122,21 @@ type StepResult struct {
 	Stepped bool
 }
 
+// Check reports a request that cannot be made (wrapping ErrRequest):
+// both or neither of By and To, or To before 1970. Step checks it first;
+// a caller may check before it takes the clock.
+func (req StepRequest) Check() error {
+	switch {
+	case req.By != 0 && !req.To.IsZero():
+		return fmt.Errorf("%w: a step by a duration or to a time, not both", ErrRequest)
+	case req.By == 0 && req.To.IsZero():
+		return fmt.Errorf("%w: no step (a step by 0 changes nothing)", ErrRequest)
+	case !req.To.IsZero() && req.To.Before(minTime):
+		return fmt.Errorf("%w: %s is before 1970: the kernel refuses it", ErrRequest, req.To.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // minTime is the earliest time a step may set: the kernel refuses a
 // negative CLOCK_REALTIME.
 var minTime = time.Unix(0, 0)
@@ -138,13 +153,8 @@ func Step(ctx context.Context, req StepRequest, opt Options) (StepResult, error)
 	if err := opt.check(); err != nil {
 		return StepResult{}, err
 	}
-	switch {
-	case req.By != 0 && !req.To.IsZero():
-		return StepResult{}, fmt.Errorf("%w: a step by a duration or to a time, not both", ErrRequest)
-	case req.By == 0 && req.To.IsZero():
-		return StepResult{}, fmt.Errorf("%w: no step (a step by 0 changes nothing)", ErrRequest)
-	case !req.To.IsZero() && req.To.Before(minTime):
-		return StepResult{}, fmt.Errorf("%w: %s is before 1970: the kernel refuses it", ErrRequest, req.To.UTC().Format(time.RFC3339))
+	if err := req.Check(); err != nil {
+		return StepResult{}, err
 	}
 	if req.Reason == "" {
 		req.Reason = "manual step"
