@@ -478,7 +478,7 @@ func (h *host) preStep(p StepProposal) {
 // and runs the post-step hooks.
 func (h *host) settleStep(hr hookReport) {
 	if hr.rep.Verdict != stephook.Proceed {
-		h.eng.CancelStep(fmt.Errorf("pre-step hooks: %s", hr.rep.Reason), false)
+		h.eng.CancelStep(fmt.Errorf("pre-step hooks: %s", hr.rep.Reason), hr.rep.Hold)
 		return
 	}
 	if h.control {
