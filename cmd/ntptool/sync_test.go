@@ -256,4 +256,3 @@ func TestSyncNoClockControl(t *testing.T) {
 		t.Error("--no-clock-control ran a hook or wrote the journal")
 	}
 }
-
