@@ -628,7 +628,9 @@ func (e *Engine) execute(act discipline.Actions, now time.Duration) {
 	}
 	applied := e.apply(u, now)
 	if act.Step == 0 {
-		if applied {
+		// While a step awaits its hooks an update only sets the
+		// frequency: the offset is still there, the clock not corrected.
+		if applied && e.pending == nil {
 			e.setState(Synchronised)
 			e.updated(-act.Slew.Seconds())
 		}

@@ -466,7 +466,7 @@ func (h *host) preStep(p StepProposal) {
 	real, _ := h.clk.Now()
 	ev := stephook.Event{Kind: stephook.PreStep, Step: p.Step, Old: real, New: real.Add(p.Step), Reason: "offset beyond the step threshold"}
 	go func() {
-		rep := h.hooks.Run(h.ctx, ev)
+		rep := h.runHooks(ev)
 		select {
 		case h.hookDone <- hookReport{rep: rep, step: p}:
 		case <-h.ctx.Done():
@@ -478,7 +478,7 @@ func (h *host) preStep(p StepProposal) {
 // and runs the post-step hooks.
 func (h *host) settleStep(hr hookReport) {
 	if hr.rep.Verdict != stephook.Proceed {
-		h.eng.CancelStep(fmt.Errorf("pre-step hooks: %s", hr.rep.Reason), false)
+		h.eng.CancelStep(fmt.Errorf("pre-step hooks: %s", hr.rep.Reason), hr.rep.Hold)
 		return
 	}
 	if h.control {
@@ -494,7 +494,17 @@ func (h *host) settleStep(hr hookReport) {
 		return
 	}
 	ev := stephook.Event{Kind: stephook.PostStep, Step: res.Step, Old: real, New: real.Add(res.Step), Reason: "step made"}
-	go h.hooks.Run(h.ctx, ev) // the report is logged by the runner
+	go h.runHooks(ev) // the report is logged by the runner
+}
+
+// runHooks runs the hooks of the daemon's own step; without clock control
+// the step is virtual, and so are its hooks (a dry run: no DHCP client is
+// restarted, no exec hook runs, for a step the host never sees).
+func (h *host) runHooks(ev stephook.Event) stephook.Report {
+	if !h.control {
+		return h.hooks.DryRun(h.ctx, ev)
+	}
+	return h.hooks.Run(h.ctx, ev)
 }
 
 // externalStep books a step someone else made and runs its hooks.
