@@ -352,8 +352,10 @@ func (e *Engine) Wakeup() {
 	if slewing, end := e.clk.SlewEnd(); slewing && now >= end {
 		e.check("end slew", e.clk.EndSlew(now))
 	}
+	silenced := false // a source stopped voting with this request
 	for _, s := range e.sources {
 		if now >= s.wire.NextPoll() {
+			voting := s.wire.Voting()
 			e.requests++
 			txReal, txMono, err := e.tr.Send(s.id, s.wire.Request(real, now, e.burstLimit(s)))
 			switch {
@@ -362,7 +364,13 @@ func (e *Engine) Wakeup() {
 			case !txReal.IsZero():
 				s.wire.Sent(txReal, txMono)
 			}
+			silenced = silenced || voting && !s.wire.Voting()
 		}
+	}
+	if silenced && !e.anyVoting() {
+		// No reply will come to run the selection: run it now, so that
+		// the sources show unreachable and the state holdover.
+		e.update()
 	}
 	if e.saveDrift != nil && now >= e.nextDriftSave {
 		e.nextDriftSave = now + driftSaveInterval
@@ -370,6 +378,16 @@ func (e *Engine) Wakeup() {
 			e.saveDrift(e.Drift())
 		}
 	}
+}
+
+// anyVoting reports whether a source takes part in the selection.
+func (e *Engine) anyVoting() bool {
+	for _, s := range e.sources {
+		if s.wire.Voting() {
+			return true
+		}
+	}
+	return false
 }
 
 // burstLimit is how long the frequency is good for during source s's
