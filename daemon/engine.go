@@ -203,6 +203,7 @@ type source struct {
 	last     ntpclient.Sample  // the last usable sample
 	lastMono time.Duration     // and monotonic time
 	track    estimator.Tracker // its phase carried by the combined frequency
+	late     bool              // added once there was a combined estimate
 }
 
 // New builds an engine for cfg's sources and applies the drift file's
@@ -292,6 +293,7 @@ func (e *Engine) AddSource(id int, sc config.Source) error {
 		cfg:  sc,
 		wire: ntpclient.NewSource(ntpclient.SourceConfig{Name: name, MinPoll: sc.MinPoll, MaxPoll: sc.MaxPoll, IBurst: sc.IBurst}, e.rng),
 		est:  estimator.New(estimator.Config{SigmaY0: sigmaY, Wander: e.wander, MinPoll: sc.MinPoll, MaxPoll: sc.MaxPoll}),
+		late: e.haveEst,
 	}
 	e.sources = append(e.sources, s)
 	if e.nextDriftSave != 0 { // started
@@ -352,8 +354,10 @@ func (e *Engine) Wakeup() {
 	if slewing, end := e.clk.SlewEnd(); slewing && now >= end {
 		e.check("end slew", e.clk.EndSlew(now))
 	}
+	silenced := false // a source stopped voting with this request
 	for _, s := range e.sources {
 		if now >= s.wire.NextPoll() {
+			voting := s.wire.Voting()
 			e.requests++
 			txReal, txMono, err := e.tr.Send(s.id, s.wire.Request(real, now, e.burstLimit(s)))
 			switch {
@@ -362,7 +366,13 @@ func (e *Engine) Wakeup() {
 			case !txReal.IsZero():
 				s.wire.Sent(txReal, txMono)
 			}
+			silenced = silenced || voting && !s.wire.Voting()
 		}
+	}
+	if silenced && !e.anyVoting() {
+		// No reply will come to run the selection: run it now, so that
+		// the sources show unreachable and the state holdover.
+		e.update()
 	}
 	if e.saveDrift != nil && now >= e.nextDriftSave {
 		e.nextDriftSave = now + driftSaveInterval
@@ -370,6 +380,16 @@ func (e *Engine) Wakeup() {
 			e.saveDrift(e.Drift())
 		}
 	}
+}
+
+// anyVoting reports whether a source takes part in the selection.
+func (e *Engine) anyVoting() bool {
+	for _, s := range e.sources {
+		if s.wire.Voting() {
+			return true
+		}
+	}
+	return false
 }
 
 // burstLimit is how long the frequency is good for during source s's
@@ -463,6 +483,19 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 	if voters >= 3 {
 		samples = candidateSamples
 	}
+	// While synchronised, a source added once there was an estimate (a
+	// pool member's replacement, a reload) counts towards the majority
+	// from its first candidate sample on: counted before, it would leave
+	// the sources followed without one (holdover, and the live sources
+	// marked falsetickers) until it has it. It is still waited for when
+	// the survivors disagree. Out of synchronisation every voter counts,
+	// so that no lone source is followed while the others start.
+	young := 0
+	for _, s := range e.sources {
+		if e.state == Synchronised && s.late && s.wire.Voting() && s.est.Updates() < samples {
+			young++
+		}
+	}
 	for _, s := range e.sources {
 		s.role = RoleNone
 		if s.wire.Unreachable() {
@@ -478,7 +511,7 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		live = append(live, s)
 		cands = append(cands, c)
 	}
-	opt := selection.Options{Voters: voters}
+	opt := selection.Options{Voters: voters - young}
 	if e.haveEst {
 		opt.Previous, opt.HavePrevious = e.est.X+e.est.Y*(u-e.estU), true
 	}
