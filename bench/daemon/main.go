@@ -16,8 +16,8 @@
 // Soak (-soak 10m): the same four servers and `ntptool run` alone, with
 // short polls (-soak-poll) so that flapping matters; every -flap one
 // server is stopped and the one stopped before started again, and every
-// sixth flap all four are down for one period (holdover, then the
-// sources come back). Every -every the daemon's RSS, threads and open
+// sixth flap (the third, ninth, ...) all four are down for one period
+// (holdover, then the sources come back). Every -every the daemon's RSS, threads and open
 // file descriptors are printed; the run passes when none of them grows
 // (the last third's maximum within the first two thirds' plus a small
 // slack). The daemon does not expose its goroutine count; its threads

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -31,6 +32,15 @@ func (b *bench) soakRun(ctx context.Context) error {
 	fmt.Fprintf(os.Stderr, "soak of %v: ntptool run pid %d against %s (minpoll = maxpoll = %d); a server flaps every %v\n",
 		b.o.soak, np.pid(), serverList(b.servers), b.o.soakPoll, b.o.flap)
 	start := time.Now()
+	// The first figures once the daemon answers on its control socket.
+	for ntptoolState(ctx, sock) == "" || strings.HasPrefix(ntptoolState(ctx, sock), "error") {
+		if np.exited() || time.Since(start) > 10*time.Second {
+			return fmt.Errorf("the daemon did not answer on %s within 10 s (log: %s)", sock, np.log)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
 	flap := time.NewTicker(b.o.flap)
 	defer flap.Stop()
 	report := time.NewTicker(b.o.every)
@@ -91,7 +101,7 @@ func (b *bench) flapOnce(down, flaps int) (int, error) {
 			}
 		}
 	}
-	if flaps%6 == 0 {
+	if flaps%6 == 3 {
 		for _, s := range b.servers {
 			s.p.stop(5 * time.Second)
 		}
