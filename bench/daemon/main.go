@@ -16,8 +16,8 @@
 // Soak (-soak 10m): the same four servers and `ntptool run` alone, with
 // short polls (-soak-poll) so that flapping matters; every -flap one
 // server is stopped and the one stopped before started again, and every
-// sixth flap (the third, ninth, ...) all four are down for one period
-// (holdover, then the sources come back). Every -every the daemon's RSS, threads and open
+// sixth flap (the third, ninth, ...) all four are down for two periods
+// (unreachable sources and holdover, then they come back). Every -every the daemon's RSS, threads and open
 // file descriptors are printed; the run passes when none of them grows
 // (the last third's maximum within the first two thirds' plus a small
 // slack). The daemon does not expose its goroutine count; its threads
@@ -379,13 +379,14 @@ func ntptoolState(ctx context.Context, sock string) string {
 	if r.Status == nil {
 		return "no status"
 	}
-	reach := 0
+	reach, tally := 0, ""
 	for _, s := range r.Sources {
 		if s.Reach != 0 {
 			reach++
 		}
+		tally += s.Tally
 	}
-	return fmt.Sprintf("%s, %d/%d sources reachable", r.Status.SyncState, reach, len(r.Sources))
+	return fmt.Sprintf("%s, %d/%d sources reachable [%s]", r.Status.SyncState, reach, len(r.Sources), tally)
 }
 
 // chronyState is chronyc's view of chronyd: its leap status and the

@@ -53,7 +53,11 @@ func (b *bench) soakRun(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("the daemon is gone (log: %s): %w", np.log, err)
 		}
-		s := sample{at: time.Since(start).Round(time.Second), u: u, state: ntptoolState(ctx, sock), up: b.running()}
+		state := ntptoolState(ctx, sock)
+		if len(state) > 60 {
+			state = state[:60] + "…"
+		}
+		s := sample{at: time.Since(start).Round(time.Second), u: u, state: state, up: b.running()}
 		samples = append(samples, s)
 		fmt.Fprintf(os.Stderr, "%6v  RSS %6d KiB  threads %2d  fds %2d  wake-ups %7d  CPU %7.3f s  servers up %d  %s\n",
 			s.at, u.RSSKiB, u.Threads, u.FDs, u.Voluntary, u.CPU.Seconds(), s.up, s.state)
@@ -91,9 +95,21 @@ func (b *bench) soakRun(ctx context.Context) error {
 	}
 }
 
-// flapOnce brings back what was down and stops the next server (all of
-// them every sixth flap); it returns what is down now.
+// flapOnce brings back what was down and stops the next server; every
+// sixth flap (the third, ninth, ...) it stops all four instead, for two
+// periods, long enough at short polls for the sources to turn
+// unreachable and the daemon to hold over. It returns what is down now
+// (-2: all).
 func (b *bench) flapOnce(down, flaps int) (int, error) {
+	switch flaps % 6 {
+	case 3:
+		for _, s := range b.servers {
+			s.p.stop(5 * time.Second)
+		}
+		return -2, nil
+	case 4:
+		return -2, nil // still all down
+	}
 	for i, s := range b.servers {
 		if (down == -2 || down == i) && (s.p == nil || s.p.exited()) {
 			if err := b.startServer(s); err != nil {
@@ -101,16 +117,7 @@ func (b *bench) flapOnce(down, flaps int) (int, error) {
 			}
 		}
 	}
-	if flaps%6 == 3 {
-		for _, s := range b.servers {
-			s.p.stop(5 * time.Second)
-		}
-		return -2, nil
-	}
-	next := (down + 1) % len(b.servers)
-	if down < 0 {
-		next = flaps % len(b.servers)
-	}
+	next := flaps % len(b.servers)
 	b.servers[next].p.stop(5 * time.Second)
 	return next, nil
 }
