@@ -41,6 +41,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -62,6 +63,7 @@ type options struct {
 	budget   time.Duration
 	keep     bool
 	env      envList
+	runs     int
 }
 
 // envList is the repeatable -env flag.
@@ -95,9 +97,10 @@ func main() {
 	flag.IntVar(&o.soakPoll, "soak-poll", 1, "soak: the sources' minpoll and maxpoll, log2 s")
 	flag.DurationVar(&o.budget, "budget", 0, "bound on the whole run (default: the run's length plus 2 min)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the run's directory (logs, configs)")
+	flag.IntVar(&o.runs, "runs", 1, "footprint: windows to measure, each with freshly started daemons; more than one adds a table of medians")
 	flag.Var(&o.env, "env", "KEY=VALUE added to ntptool run's environment, repeatable (experiments: GOMAXPROCS=1, GOGC=...)")
 	flag.Parse()
-	if o.sources < 1 || o.sources > 4 || o.window <= 0 || o.warmup < 0 || o.soak < 0 || o.flap <= 0 || o.every <= 0 {
+	if o.sources < 1 || o.sources > 4 || o.runs < 1 || o.runs > 20 || o.window <= 0 || o.warmup < 0 || o.soak < 0 || o.flap <= 0 || o.every <= 0 {
 		fmt.Fprintln(os.Stderr, "bench-daemon: bad flags (see -help)")
 		os.Exit(2)
 	}
@@ -114,7 +117,7 @@ func run(o options) error {
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		return errors.New("setpriv (util-linux) not found")
 	}
-	length := o.warmup + o.window
+	length := time.Duration(o.runs) * (o.warmup + o.window + 5*time.Second)
 	if o.soak > 0 {
 		length = o.soak
 	}
@@ -157,7 +160,19 @@ func run(o options) error {
 		o.root = peers.Root(r) // fatal (exits) when the peers are missing
 		b.o.root = o.root
 	}
-	return b.footprint(ctx)
+	var reports []report
+	for i := range o.runs {
+		r, err := b.footprint(ctx, i)
+		if err != nil {
+			return err
+		}
+		r.print(os.Stdout)
+		reports = append(reports, r)
+	}
+	if len(reports) > 1 {
+		printMedians(os.Stdout, reports)
+	}
+	return nil
 }
 
 // bench is one run's state.
@@ -304,48 +319,60 @@ func (b *bench) chronyConfig(servers []*server) (conf, sock string, err error) {
 	return conf, sock, os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
-// footprint measures ntptool run against chronyd -x.
-func (b *bench) footprint(ctx context.Context) error {
+// footprint measures ntptool run against chronyd -x, both started
+// afresh (their files in their own directory), and stops them.
+func (b *bench) footprint(ctx context.Context, run int) (report, error) {
+	dir := b.dir
+	b.dir = filepath.Join(dir, fmt.Sprintf("run%d", run+1))
+	defer func() {
+		for _, p := range b.procs {
+			p.stop(5 * time.Second)
+		}
+		b.procs, b.dir = nil, dir
+	}()
+	if err := os.Mkdir(b.dir, 0o700); err != nil {
+		return report{}, err
+	}
 	nServers, cServers := b.servers[:b.o.sources], b.servers[b.o.sources:]
 	nconf, nsock, err := b.ntptoolConfig(0, nServers)
 	if err != nil {
-		return err
+		return report{}, err
 	}
 	cconf, csock, err := b.chronyConfig(cServers)
 	if err != nil {
-		return err
+		return report{}, err
 	}
 	chronyd := filepath.Join(b.o.root, "usr/sbin/chronyd")
 	cp, err := startProc(b.dir, "chronyd", peers.NoCap(chronyd, "-x", "-d", "-u", "root", "-f", cconf))
 	if err != nil {
-		return err
+		return report{}, err
 	}
 	b.procs = append(b.procs, cp)
 	np, err := b.startNtptool(nconf)
 	if err != nil {
-		return err
+		return report{}, err
 	}
 	fmt.Fprintf(os.Stderr, "ntptool run pid %d (environment %q) polls %s; chronyd -x pid %d polls %s; warm-up %v, window %v\n",
 		np.pid(), b.o.env.String(), serverList(nServers), cp.pid(), serverList(cServers), b.o.warmup, b.o.window)
 	if err := sleepCtx(ctx, b.o.warmup); err != nil {
-		return err
+		return report{}, err
 	}
 	n0, err1 := readUsage(np.pid())
 	c0, err2 := readUsage(cp.pid())
 	nr0, err3 := requests(ctx, nServers)
 	cr0, err4 := requests(ctx, cServers)
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return fmt.Errorf("at the window's start (did a daemon exit? see its log in %s): %w", b.dir, err)
+		return report{}, fmt.Errorf("at the window's start (did a daemon exit? see its log in %s): %w", b.dir, err)
 	}
 	if err := sleepCtx(ctx, b.o.window); err != nil {
-		return err
+		return report{}, err
 	}
 	n1, err1 := readUsage(np.pid())
 	c1, err2 := readUsage(cp.pid())
 	nr1, err3 := requests(ctx, nServers)
 	cr1, err4 := requests(ctx, cServers)
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return fmt.Errorf("at the window's end: %w", err)
+		return report{}, fmt.Errorf("at the window's end: %w", err)
 	}
 	// Both must have synchronised for the comparison to mean anything
 	// (asked after the window: a query wakes the daemon).
@@ -353,12 +380,11 @@ func (b *bench) footprint(ctx context.Context) error {
 	cstate := chronyState(ctx, b.o.root, csock)
 	size, static, err := binaryInfo(b.bin)
 	if err != nil {
-		return err
+		return report{}, err
 	}
 	r := report{window: b.o.window, ntptool: n1.sub(n0), chronyd: c1.sub(c0), nStart: n0, cStart: c0,
 		nState: nstate, cState: cstate, binSize: size, static: static, nReq: nr1 - nr0, cReq: cr1 - cr0}
-	r.print(os.Stdout)
-	return nil
+	return r, nil
 }
 
 func serverList(servers []*server) string {
@@ -484,6 +510,49 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintf(tw, "binary (MiB)\t%.2f\t-\t-\t≤ 12, static\t%s\t\n", float64(r.binSize)/(1<<20), map[bool]string{true: "ok", false: "MISSED"}[binOK])
 	tw.Flush()
 	fmt.Fprintf(w, "\nwake-ups = voluntary context switches summed over threads; CPU from /proc/PID/task/*/schedstat; the start-up rows are from exec to the window's start\n")
+}
+
+// printMedians is the table of the runs' medians, and every run's
+// wake-ups and CPU.
+func printMedians(w io.Writer, rs []report) {
+	med := func(f func(report) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	all := func(f func(report) float64, format string) string {
+		var a []string
+		for _, r := range rs {
+			a = append(a, fmt.Sprintf(format, f(r)))
+		}
+		return strings.Join(a, " ")
+	}
+	fmt.Fprintf(w, "\nmedians of %d runs\n", len(rs))
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tntptool\tchronyd\tratio\tntptool's runs\tchronyd's runs\t")
+	for _, m := range []struct {
+		name, format string
+		n, c         func(report) float64
+	}{
+		{"RSS (MiB)", "%.2f", func(r report) float64 { return float64(r.ntptool.RSSKiB) / 1024 }, func(r report) float64 { return float64(r.chronyd.RSSKiB) / 1024 }},
+		{"CPU (ms)", "%.2f", func(r report) float64 { return r.ntptool.CPU.Seconds() * 1e3 }, func(r report) float64 { return r.chronyd.CPU.Seconds() * 1e3 }},
+		{"wake-ups", "%.0f", func(r report) float64 { return float64(r.ntptool.Voluntary) }, func(r report) float64 { return float64(r.chronyd.Voluntary) }},
+		{"requests", "%.0f", func(r report) float64 { return float64(r.nReq) }, func(r report) float64 { return float64(r.cReq) }},
+	} {
+		n, c := med(m.n), med(m.c)
+		ratio := "-"
+		if c > 0 {
+			ratio = fmt.Sprintf("%.2f", n/c)
+		}
+		fmt.Fprintf(tw, "%s\t"+m.format+"\t"+m.format+"\t%s\t%s\t%s\t\n", m.name, n, c, ratio, all(m.n, m.format), all(m.c, m.format))
+	}
+	tw.Flush()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
