@@ -605,7 +605,9 @@ func (e *Engine) execute(act discipline.Actions, now time.Duration) {
 	}
 	applied := e.apply(u, now)
 	if act.Step == 0 {
-		if applied {
+		// While a step is pending an update sets only the frequency and
+		// the status (unsynchronised): the clock is not corrected yet.
+		if applied && e.pending == nil {
 			e.setState(Synchronised)
 			e.updated(-act.Slew.Seconds())
 		}
