@@ -76,6 +76,7 @@ Examples:
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(devCommands()...)
 	root.AddCommand(newRunCmd(), newStatusCmd(), newSourcesCmd(), newWaitSyncCmd())
+	root.AddCommand(newHookHelperCmd())
 	return root
 }
 
