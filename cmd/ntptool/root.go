@@ -80,6 +80,7 @@ Examples:
 	root.AddCommand(devCommands()...)
 	root.AddCommand(newRunCmd(), newStatusCmd(), newSourcesCmd(), newWaitSyncCmd())
 	root.AddCommand(newStepCmd(realHostClock()), newSyncCmd(realHostClock()))
+	root.AddCommand(newHookHelperCmd())
 	return root
 }
 

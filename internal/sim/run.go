@@ -79,6 +79,7 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 		SaveDrift:      sc.SaveDrift,
 		OnStepProposal: propose,
 		Logger:         sc.Logger,
+		OnClockChange:  sc.OnClockChange,
 	})
 	if err != nil {
 		return Metrics{}, daemon.Status{}, err

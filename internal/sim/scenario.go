@@ -77,6 +77,9 @@ type Scenario struct {
 	// before it. Neither has a key in the file.
 	WrapKernel func(clock.Kernel) clock.Kernel                    `toml:"-"`
 	OnCommit   func(res daemon.StepResult, offsetBeforeS float64) `toml:"-"`
+	// OnClockChange, when not nil, receives the engine's clock changes
+	// (daemon.Options.OnClockChange); it has no key in the file.
+	OnClockChange func(daemon.ClockChange) `toml:"-"`
 
 	// Derived by LoadScenario.
 	client *config.Config
