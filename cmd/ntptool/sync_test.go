@@ -16,37 +16,14 @@ import (
 
 	"github.com/ntptool/ntptool/audit"
 	"github.com/ntptool/ntptool/internal/peers"
-	"github.com/ntptool/ntptool/ntpserve"
-	"github.com/ntptool/ntptool/ntpwire"
 )
 
-// fakeServer answers NTP on 127.0.0.1 from this host's clock shifted by
-// offset (a liar, unless offset is 0), in-process; it stops with the
-// test. It returns "127.0.0.1:PORT".
-func fakeServer(t *testing.T, offset time.Duration) string {
+// fakeServerAt answers NTP on 127.0.0.1 from this host's clock shifted by
+// offset (a liar, unless offset is 0), in-process (run_integration_test's
+// fake server); it stops with the test. It returns "127.0.0.1:PORT".
+func fakeServerAt(t *testing.T, offset time.Duration) string {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { c.Close(); <-done })
-	st := ntpserve.UpstreamState(ntpserve.Upstream{LocalStratum: 2, RefTime: time.Now().Add(offset)})
-	go func() {
-		defer close(done)
-		buf, out := make([]byte, 512), make([]byte, 512)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return // closed
-			}
-			rx := ntpwire.FromTime(time.Now().Add(offset))
-			if m, _ := ntpserve.Respond(out, buf[:n], rx, ntpwire.FromTime(time.Now().Add(offset)), &st); m > 0 {
-				c.WriteTo(out[:m], from)
-			}
-		}
-	}()
-	return c.LocalAddr().String()
+	return newFakeServer(t, nil, "127.0.0.1:0", time.Now(), offset).addr
 }
 
 // syncConf writes a configuration with these servers, lab's hooks and
@@ -84,7 +61,7 @@ func TestSyncCommand(t *testing.T) {
 	t.Run("a majority 5 s ahead: stepped with the hooks", func(t *testing.T) {
 		k := newSimKernel(t, 0)
 		lab := newHookLab(t, "")
-		conf := syncConf(t, lab, fakeServer(t, 5*time.Second), fakeServer(t, 0), fakeServer(t, 5*time.Second))
+		conf := syncConf(t, lab, fakeServerAt(t, 5*time.Second), fakeServerAt(t, 0), fakeServerAt(t, 5*time.Second))
 		code, out, stderr := runHost(simHost(k), "sync", "--once", "--config", conf, "--samples", "2", "--timeout", "1s")
 		if code != exitOK {
 			t.Fatalf("exit %d: %s%s", code, out, stderr)
@@ -106,7 +83,7 @@ func TestSyncCommand(t *testing.T) {
 	t.Run("three honest: a slew, ended", func(t *testing.T) {
 		k := newSimKernel(t, 0)
 		lab := newHookLab(t, "")
-		conf := syncConf(t, lab, fakeServer(t, 0), fakeServer(t, 0), fakeServer(t, 0))
+		conf := syncConf(t, lab, fakeServerAt(t, 0), fakeServerAt(t, 0), fakeServerAt(t, 0))
 		code, out, stderr := runHost(simHost(k), "sync", "--once", "--config", conf, "--samples", "1", "--timeout", "1s")
 		if code != exitOK || !strings.Contains(out, "slewed") || lab.env("pre-step") != "" {
 			t.Fatalf("exit %d, hooks ran %v: %s%s", code, lab.env("pre-step") != "", out, stderr)
@@ -123,7 +100,7 @@ func TestSyncCommand(t *testing.T) {
 		lab := newHookLab(t, "")
 		host := simHost(k)
 		host.daemonRunning = func(context.Context, string) bool { return true }
-		code, _, stderr := runHost(host, "sync", "--once", "--config", syncConf(t, lab, fakeServer(t, 0)))
+		code, _, stderr := runHost(host, "sync", "--once", "--config", syncConf(t, lab, fakeServerAt(t, 0)))
 		if code != exitFailure || !strings.Contains(stderr, "the daemon owns the clock") || k.changes != 0 {
 			t.Errorf("exit %d, %d changes: %s", code, k.changes, stderr)
 		}
@@ -133,7 +110,7 @@ func TestSyncCommand(t *testing.T) {
 		lab := newHookLab(t, "")
 		host := simHost(k)
 		host.canSetTime = func() bool { return false }
-		code, _, stderr := runHost(host, "sync", "--once", "--config", syncConf(t, lab, fakeServer(t, 0)))
+		code, _, stderr := runHost(host, "sync", "--once", "--config", syncConf(t, lab, fakeServerAt(t, 0)))
 		if code != exitFailure || !strings.Contains(stderr, "need CAP_SYS_TIME") || !strings.Contains(stderr, "--no-clock-control") || k.changes != 0 {
 			t.Errorf("exit %d, %d changes: %s", code, k.changes, stderr)
 		}
@@ -205,7 +182,7 @@ func TestSyncNoClockControl(t *testing.T) {
 	s1, s2 := fmt.Sprintf("127.0.0.1:%d", peers.FreeUDPPort(t)), fmt.Sprintf("127.0.0.1:%d", peers.FreeUDPPort(t))
 	startServeNoCap(t, bin, s1)
 	startServeNoCap(t, bin, s2)
-	liar := fakeServer(t, time.Hour)
+	liar := fakeServerAt(t, time.Hour)
 	// An hour, give or take the microseconds of an exchange.
 	const anHour = `(3599\.99|3600\.00)\d+`
 	lab := newHookLab(t, "")
@@ -223,7 +200,7 @@ func TestSyncNoClockControl(t *testing.T) {
 			regexp.MustCompile(`no clock control: nothing was changed`)}},
 		{"one honest, one liar: no majority", []string{s1, liar}, exitFailure, []*regexp.Regexp{
 			regexp.MustCompile(`falseticker`), regexp.MustCompile(`the clock was not changed`)}},
-		{"a majority of liars decides: a step, with the hooks it would run", []string{liar, s1, fakeServer(t, time.Hour)}, exitOK, []*regexp.Regexp{
+		{"a majority of liars decides: a step, with the hooks it would run", []string{liar, s1, fakeServerAt(t, time.Hour)}, exitOK, []*regexp.Regexp{
 			regexp.MustCompile(`offset \+` + anHour + ` s`),
 			regexp.MustCompile(`(?m)^  exec\s+` + regexp.QuoteMeta(filepath.Join(lab.dir, "env.sh")) + `\s+-\s+dry-run\s`),
 			regexp.MustCompile(`would step the clock by \+` + anHour + ` s`)}},
