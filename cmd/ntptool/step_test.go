@@ -88,7 +88,7 @@ func newHookLab(t *testing.T, extra string) hookLab {
 	t.Helper()
 	dir := t.TempDir()
 	env := filepath.Join(dir, "env.sh")
-	if err := os.WriteFile(env, []byte("#!/bin/sh\nenv | grep '^NTPTOOL_' | sort > \"$1\"\n[ -z \"$2\" ] || exit \"$2\"\n"), 0o755); err != nil {
+	if err := os.WriteFile(env, []byte("#!/bin/sh\nenv | grep -E '^NTPTOOL_(EVENT|NEW_TIME|OLD_TIME|REASON|STEP_SECONDS)=' | sort > \"$1\"\n[ -z \"$2\" ] || exit \"$2\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	l := hookLab{dir: dir, conf: filepath.Join(dir, "ntptool.toml"), journal: filepath.Join(dir, "audit.jsonl")}
