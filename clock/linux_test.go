@@ -70,6 +70,28 @@ func TestLinuxNow(t *testing.T) {
 	}
 }
 
+// The vDSO readings are the kernel's clocks: each lies between two
+// clock_gettime system calls of the same clock.
+func TestVDSOGettime(t *testing.T) {
+	for _, id := range []int32{unix.CLOCK_MONOTONIC, unix.CLOCK_REALTIME} {
+		var before, got, after unix.Timespec
+		if err := unix.ClockGettime(id, &before); err != nil {
+			t.Fatal(err)
+		}
+		if err := vdsoGettime(id, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.ClockGettime(id, &after); err != nil {
+			t.Fatal(err)
+		}
+		// A step of the realtime clock by another process between the
+		// reads would break the order; a retry would hide it, so none.
+		if got.Nano() < before.Nano() || got.Nano() > after.Nano() {
+			t.Errorf("clock %d: vDSO read %d outside the system calls' [%d, %d]", id, got.Nano(), before.Nano(), after.Nano())
+		}
+	}
+}
+
 func TestLinuxNowTakesTheMiddle(t *testing.T) {
 	reads := []unix.Timespec{{Sec: 100}, {Sec: 1_800_000_000, Nsec: 5}, {Sec: 100, Nsec: 1000}}
 	i := 0

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ntptool/ntptool/clock"
+	"github.com/ntptool/ntptool/clock/clocktest"
 )
 
 // TestStartupOffNominalTick is the start-up sequence the daemon runs
@@ -58,8 +59,8 @@ func TestStartupOffNominalTick(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newRecordingKernel()
-			k.state.Tick, k.state.Freq, k.state.Status = tc.tick, scaled(tc.freqPPM), tc.status
+			k := clocktest.NewKernel()
+			k.State.Tick, k.State.Freq, k.State.Status = tc.tick, scaled(tc.freqPPM), tc.status
 			var tx unix.Timex
 			if _, err := k.Adjtimex(&tx); err != nil {
 				t.Fatal(err)
@@ -77,8 +78,8 @@ func TestStartupOffNominalTick(t *testing.T) {
 					t.Fatalf("restore %+v: %v", r, err)
 				}
 			}
-			if k.state.Tick != 10000 && tc.wantTick == 10000 {
-				t.Errorf("tick %d after the restore, want nominal", k.state.Tick)
+			if k.State.Tick != 10000 && tc.wantTick == 10000 {
+				t.Errorf("tick %d after the restore, want nominal", k.State.Tick)
 			}
 			c, err := clock.New(k)
 			if err != nil {
@@ -107,10 +108,10 @@ func TestStartupOffNominalTick(t *testing.T) {
 			if got := c.FrequencyPPM(); got != tc.wantFreq {
 				t.Errorf("frequency %v ppm, want %v ppm", got, tc.wantFreq)
 			}
-			if k.state.Tick != tc.wantTick || k.state.Freq != tc.wantFreqField {
-				t.Errorf("kernel tick %d, freq %d; want %d, %d", k.state.Tick, k.state.Freq, tc.wantTick, tc.wantFreqField)
+			if k.State.Tick != tc.wantTick || k.State.Freq != tc.wantFreqField {
+				t.Errorf("kernel tick %d, freq %d; want %d, %d", k.State.Tick, k.State.Freq, tc.wantTick, tc.wantFreqField)
 			}
-			if k.state.Status&unix.STA_UNSYNC == 0 {
+			if k.State.Status&unix.STA_UNSYNC == 0 {
 				t.Error("the kernel says synchronised before this daemon synchronised")
 			}
 		})
@@ -120,8 +121,8 @@ func TestStartupOffNominalTick(t *testing.T) {
 // TestNewTakesTheTick shows why PlanStartup must come first: clock.New on
 // its own reads tick and frequency together as the correction in force.
 func TestNewTakesTheTick(t *testing.T) {
-	k := newRecordingKernel()
-	k.state.Tick, k.state.Freq = 10500, scaled(7)
+	k := clocktest.NewKernel()
+	k.State.Tick, k.State.Freq = 10500, scaled(7)
 	c, err := clock.New(k)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +130,7 @@ func TestNewTakesTheTick(t *testing.T) {
 	if got := c.FrequencyPPM(); got != 50007 {
 		t.Errorf("clock.New read %v ppm, want 50007 (tick +5 %% and frequency +7)", got)
 	}
-	if len(k.changes()) != 0 {
-		t.Errorf("clock.New changed the kernel: %v", k.changes())
+	if len(k.Changes()) != 0 {
+		t.Errorf("clock.New changed the kernel: %v", k.Changes())
 	}
 }

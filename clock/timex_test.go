@@ -12,96 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ntptool/ntptool/clock"
+	"github.com/ntptool/ntptool/clock/clocktest"
 )
-
-// recordingKernel is a fake Linux kernel clock: it records every
-// adjtimex call as it was made (the Timex the Clock filled in), applies
-// the modes to its own state with the kernel's checks (tick within
-// 9000..11000 µs, ADJ_SETOFFSET's nanoseconds within [0, 1e9), the
-// frequency clamped to ±500 ppm as MAXFREQ_SCALED does), and returns the
-// state in tx as the kernel does. Nothing reaches the host's clock: its
-// Now is a fixed instant plus a monotonic time the test moves.
-type recordingKernel struct {
-	calls []unix.Timex
-	state unix.Timex
-	steps time.Duration // sum of the ADJ_SETOFFSET steps
-	mono  time.Duration
-	// fail, when not nil, is returned by every call with modes (reads
-	// succeed), and failReads by reads too.
-	fail      error
-	failReads error
-}
-
-func newRecordingKernel() *recordingKernel {
-	return &recordingKernel{state: unix.Timex{Tick: 10000, Status: unix.STA_UNSYNC, Maxerror: 16_000_000, Esterror: 16_000_000}, mono: time.Hour}
-}
-
-func (k *recordingKernel) Now() (time.Time, time.Duration) {
-	return time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).Add(k.mono + k.steps), k.mono
-}
-
-func (k *recordingKernel) Adjtimex(tx *unix.Timex) (int, error) {
-	k.calls = append(k.calls, *tx)
-	if tx.Modes == 0 && k.failReads != nil {
-		return 0, k.failReads
-	}
-	if tx.Modes != 0 && k.fail != nil {
-		return 0, k.fail
-	}
-	m := tx.Modes
-	if m&unix.ADJ_TICK != 0 && (tx.Tick < 9000 || tx.Tick > 11000) {
-		return 0, syscall.EINVAL
-	}
-	if m&unix.ADJ_SETOFFSET != 0 {
-		limit := int64(1e6)
-		if m&unix.ADJ_NANO != 0 {
-			limit = 1e9
-		}
-		if tx.Time.Usec < 0 || tx.Time.Usec >= limit {
-			return 0, syscall.EINVAL
-		}
-		step := time.Duration(tx.Time.Sec) * time.Second
-		if m&unix.ADJ_NANO != 0 {
-			step += time.Duration(tx.Time.Usec)
-		} else {
-			step += time.Duration(tx.Time.Usec) * time.Microsecond
-		}
-		k.steps += step
-	}
-	if m&unix.ADJ_FREQUENCY != 0 {
-		k.state.Freq = min(max(tx.Freq, -500<<16), 500<<16)
-	}
-	if m&unix.ADJ_TICK != 0 {
-		k.state.Tick = tx.Tick
-	}
-	if m&unix.ADJ_STATUS != 0 {
-		k.state.Status = tx.Status
-	}
-	if m&unix.ADJ_MAXERROR != 0 {
-		k.state.Maxerror = tx.Maxerror
-	}
-	if m&unix.ADJ_ESTERROR != 0 {
-		k.state.Esterror = tx.Esterror
-	}
-	modes := tx.Modes
-	*tx = k.state
-	tx.Modes = modes
-	if k.state.Status&unix.STA_UNSYNC != 0 {
-		return unix.TIME_ERROR, nil
-	}
-	return unix.TIME_OK, nil
-}
-
-// changes are the recorded calls with modes (the reads left out).
-func (k *recordingKernel) changes() []unix.Timex {
-	var out []unix.Timex
-	for _, c := range k.calls {
-		if c.Modes != 0 {
-			out = append(out, c)
-		}
-	}
-	return out
-}
 
 // Modes the Clock combines.
 const (
@@ -220,19 +132,19 @@ func TestApplyTimex(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newRecordingKernel()
-			k.state.Freq = startFreqPPM << 16
+			k := clocktest.NewKernel()
+			k.State.Freq = startFreqPPM << 16
 			c, err := clock.New(k)
 			if err != nil {
 				t.Fatal(err)
 			}
-			k.calls = nil
+			k.Calls = nil
 			_, now := k.Now()
 			end, err := c.Apply(tc.u, now)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Apply(%+v) error %v, want error %v", tc.u, err, tc.wantErr)
 			}
-			if diff := cmp.Diff(tc.want, k.calls); diff != "" {
+			if diff := cmp.Diff(tc.want, k.Calls); diff != "" {
 				t.Errorf("adjtimex calls (-want +got):\n%s", diff)
 			}
 			if got := c.FrequencyPPM(); got != tc.wantFreq {
@@ -258,7 +170,7 @@ func TestApplyTimex(t *testing.T) {
 			// kernel realises (from the recorded fields), not the planned
 			// one, so Applied at the end is the slew to the nanosecond
 			// and the booked rate is exactly what was written.
-			last := k.calls[len(k.calls)-1]
+			last := k.Calls[len(k.Calls)-1]
 			realized := float64(last.Tick-10000)*100 + float64(last.Freq)/65536 - c.FrequencyPPM()
 			if math.Abs(realized-tc.wantRatePPM) > 1e-9 {
 				t.Errorf("realised slew rate %.9f ppm, want %.9f ppm", realized, tc.wantRatePPM)
@@ -307,7 +219,7 @@ func TestSlewEndsTimex(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newRecordingKernel()
+			k := clocktest.NewKernel()
 			c, err := clock.New(k)
 			if err != nil {
 				t.Fatal(err)
@@ -317,15 +229,15 @@ func TestSlewEndsTimex(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			last := k.calls[len(k.calls)-1]
+			last := k.Calls[len(k.Calls)-1]
 			r := (float64(last.Tick-10000)*100 + float64(last.Freq)/65536 - 3) / 1e6
-			k.calls = nil
+			k.Calls = nil
 			at := now + time.Duration(tc.at*float64(end-now))
 			before := c.Applied(at)
 			if err := tc.end(c, at); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, k.calls); diff != "" {
+			if diff := cmp.Diff(tc.want, k.Calls); diff != "" {
 				t.Errorf("adjtimex calls (-want +got):\n%s", diff)
 			}
 			if slewing, _ := c.SlewEnd(); slewing {
@@ -341,14 +253,14 @@ func TestSlewEndsTimex(t *testing.T) {
 		})
 	}
 	t.Run("EndSlew without a slew makes no call", func(t *testing.T) {
-		k := newRecordingKernel()
+		k := clocktest.NewKernel()
 		c, err := clock.New(k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		k.calls = nil
-		if err := c.EndSlew(time.Hour); err != nil || len(k.calls) != 0 || c.Adjustments() != 0 {
-			t.Errorf("EndSlew: err %v, %d calls, %d adjustments", err, len(k.calls), c.Adjustments())
+		k.Calls = nil
+		if err := c.EndSlew(time.Hour); err != nil || len(k.Calls) != 0 || c.Adjustments() != 0 {
+			t.Errorf("EndSlew: err %v, %d calls, %d adjustments", err, len(k.Calls), c.Adjustments())
 		}
 	})
 }
@@ -392,20 +304,20 @@ func TestStatusTimex(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newRecordingKernel()
-			k.state.Status = tc.before
+			k := clocktest.NewKernel()
+			k.State.Status = tc.before
 			c, err := clock.New(k)
 			if err != nil {
 				t.Fatal(err)
 			}
-			k.calls = nil
+			k.Calls = nil
 			st := tc.st
 			if _, err := c.Apply(clock.Update{FreqPPM: -2.5, Status: &st}, time.Hour); err != nil {
 				t.Fatal(err)
 			}
 			want := tc.want
 			want.Modes, want.Tick, want.Freq = rateModes|statusModes, 10000, -2.5*65536
-			if diff := cmp.Diff([]unix.Timex{{}, want}, k.calls); diff != "" {
+			if diff := cmp.Diff([]unix.Timex{{}, want}, k.Calls); diff != "" {
 				t.Errorf("adjtimex calls, a read then the update (-want +got):\n%s", diff)
 			}
 			if c.Adjustments() != 1 {
@@ -414,17 +326,17 @@ func TestStatusTimex(t *testing.T) {
 		})
 	}
 	t.Run("a failed status read changes nothing", func(t *testing.T) {
-		k := newRecordingKernel()
+		k := clocktest.NewKernel()
 		c, err := clock.New(k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		k.calls, k.failReads = nil, syscall.EIO
+		k.Calls, k.FailReads = nil, syscall.EIO
 		if _, err := c.Apply(clock.Update{FreqPPM: 5, Status: &clock.Status{Synchronized: true}}, time.Hour); !errors.Is(err, syscall.EIO) {
 			t.Errorf("Apply: %v, want EIO", err)
 		}
-		if len(k.changes()) != 0 || c.FrequencyPPM() != 0 {
-			t.Errorf("changes %v, frequency %v after a failed read", k.changes(), c.FrequencyPPM())
+		if len(k.Changes()) != 0 || c.FrequencyPPM() != 0 {
+			t.Errorf("changes %v, frequency %v after a failed read", k.Changes(), c.FrequencyPPM())
 		}
 	})
 }
@@ -456,7 +368,7 @@ func TestStepTimex(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newRecordingKernel()
+			k := clocktest.NewKernel()
 			c, err := clock.New(k)
 			if err != nil {
 				t.Fatal(err)
@@ -466,17 +378,17 @@ func TestStepTimex(t *testing.T) {
 			}
 			var told []time.Duration
 			c.OnStep(func(d time.Duration) { told = append(told, d) })
-			k.calls = nil
+			k.Calls = nil
 			if err := c.Step(tc.delta, time.Hour); err != nil {
 				t.Fatal(err)
 			}
 			want := unix.Timex{Modes: stepModes | rateModes, Tick: tc.tick, Freq: scaled(tc.freqPPM - float64(tc.tick-10000)*100)}
 			want.Time.Sec, want.Time.Usec = tc.sec, tc.nsec
-			if diff := cmp.Diff([]unix.Timex{want}, k.calls); diff != "" {
+			if diff := cmp.Diff([]unix.Timex{want}, k.Calls); diff != "" {
 				t.Errorf("adjtimex calls (-want +got):\n%s", diff)
 			}
-			if k.steps != tc.delta {
-				t.Errorf("the kernel's clock moved by %v, want %v", k.steps, tc.delta)
+			if k.Steps != tc.delta {
+				t.Errorf("the kernel's clock moved by %v, want %v", k.Steps, tc.delta)
 			}
 			if got := c.Applied(2 * time.Hour); got != tc.delta {
 				t.Errorf("Applied = %v, want %v", got, tc.delta)
@@ -515,7 +427,7 @@ func TestTimexErrors(t *testing.T) {
 	} {
 		for _, call := range calls {
 			t.Run(kind.name+"/"+call.name, func(t *testing.T) {
-				k := newRecordingKernel()
+				k := clocktest.NewKernel()
 				c, err := clock.New(k)
 				if err != nil {
 					t.Fatal(err)
@@ -526,7 +438,7 @@ func TestTimexErrors(t *testing.T) {
 				}
 				slewing, end := c.SlewEnd()
 				applied := c.Applied(time.Hour + time.Second)
-				k.fail = kind.err
+				k.Fail = kind.err
 				err = call.do(c)
 				if !errors.Is(err, kind.match) {
 					t.Errorf("error %v, want one matching %v", err, kind.match)
@@ -545,8 +457,8 @@ func TestTimexErrors(t *testing.T) {
 		}
 	}
 	t.Run("EPERM's message", func(t *testing.T) {
-		k := newRecordingKernel()
-		k.fail = syscall.EPERM
+		k := clocktest.NewKernel()
+		k.Fail = syscall.EPERM
 		c, err := clock.New(k)
 		if err != nil {
 			t.Fatal(err)

@@ -540,12 +540,15 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		live[i].role = RoleNotCombined
 	}
 	var ins, del int
-	best, distance := -1, math.Inf(1)
+	best, kept, distance := -1, -1, math.Inf(1)
 	for _, i := range res.Survivors {
 		s := live[i]
 		s.role = RoleCombined
 		if best < 0 || cands[i].Est.VarX < cands[best].Est.VarX {
 			best = i
+		}
+		if s.id == e.selected {
+			kept = i
 		}
 		distance = math.Min(distance, s.wire.Distance(s.est.FloorDelay()))
 		switch s.wire.Last().Leap {
@@ -554,6 +557,13 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		case ntpclient.LeapDelete:
 			del++
 		}
+	}
+	// The selected source stays while it is nearly as good as the best:
+	// each source's variance dips right after its own sample, and equal
+	// sources would otherwise take turns at every reply (the refid the
+	// server hands out, and the log, would follow them).
+	if kept >= 0 && cands[kept].Est.VarX <= 2*cands[best].Est.VarX {
+		best = kept
 	}
 	live[best].role = RoleSelected
 	e.selected = live[best].id

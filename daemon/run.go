@@ -464,8 +464,14 @@ func (h *host) loop(ctx context.Context) error {
 	if h.opt.Started != nil {
 		h.opt.Started()
 	}
+	// quiet: the last event changed nothing the snapshot shows (timers
+	// of the service manager, a drift save): no new snapshot.
+	quiet := false
 	for {
-		h.publish()
+		if !quiet {
+			h.publish()
+		}
+		quiet = false
 		h.notifyStatus(statusWake, false)
 		wake.Reset(h.untilEngine(h.eng.NextWakeup()))
 		poolWake.Reset(h.untilPool())
@@ -476,6 +482,7 @@ func (h *host) loop(ctx context.Context) error {
 			return nil
 		case <-watchdog:
 			h.sdNotify(h.notifier.Watchdog())
+			quiet = true
 		case <-readyWake.C:
 			if !h.note.ready {
 				h.log.Warn("no clock update yet: telling the service manager the daemon is ready anyway", "after_seconds", h.opt.ReadyTimeout.Seconds())
@@ -483,6 +490,7 @@ func (h *host) loop(ctx context.Context) error {
 			}
 		case <-statusWake.C:
 			h.notifyStatus(statusWake, true)
+			quiet = true
 		case <-wake.C:
 			h.eng.Wakeup()
 			h.afterPoll()
@@ -512,6 +520,7 @@ func (h *host) loop(ctx context.Context) error {
 			if err != nil {
 				h.log.Error("drift file not saved", "path", h.cfg.DriftFile, "err", err)
 			}
+			quiet = true
 		case <-h.opt.Reload:
 			h.reload()
 		}

@@ -13,57 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ntptool/ntptool/clock"
+	"github.com/ntptool/ntptool/clock/clocktest"
 	"github.com/ntptool/ntptool/config"
 	"github.com/ntptool/ntptool/driftfile"
 )
-
-// startupKernel is a fake kernel clock for the daemon's start-up under
-// clock control: it keeps the adjtimex state the daemon sets, records
-// the calls, and reads the time from a fixed instant. It is handed to
-// the daemon explicitly (RunOptions.Kernel), so nothing here can reach
-// the host's clock.
-type startupKernel struct {
-	state unix.Timex
-	calls []unix.Timex
-	fail  error // returned by every call with modes
-}
-
-func (k *startupKernel) Adjtimex(tx *unix.Timex) (int, error) {
-	k.calls = append(k.calls, *tx)
-	if tx.Modes != 0 && k.fail != nil {
-		return 0, k.fail
-	}
-	m := tx.Modes
-	if m&unix.ADJ_TICK != 0 {
-		if tx.Tick < 9000 || tx.Tick > 11000 {
-			return 0, syscall.EINVAL
-		}
-		k.state.Tick = tx.Tick
-	}
-	if m&unix.ADJ_FREQUENCY != 0 {
-		k.state.Freq = min(max(tx.Freq, -500<<16), 500<<16)
-	}
-	if m&unix.ADJ_STATUS != 0 {
-		k.state.Status = tx.Status
-	}
-	if m&unix.ADJ_OFFSET != 0 {
-		k.state.Offset = tx.Offset
-	}
-	if m&unix.ADJ_MAXERROR != 0 {
-		k.state.Maxerror = tx.Maxerror
-	}
-	if m&unix.ADJ_ESTERROR != 0 {
-		k.state.Esterror = tx.Esterror
-	}
-	modes := tx.Modes
-	*tx = k.state
-	tx.Modes = modes
-	return unix.TIME_ERROR, nil
-}
-
-func (k *startupKernel) Now() (time.Time, time.Duration) {
-	return time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), time.Hour
-}
 
 type nopTransport struct{}
 
@@ -102,7 +55,7 @@ func TestHostStartupOffNominalTick(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			k := &startupKernel{state: tc.kernel}
+			k := &clocktest.Kernel{State: tc.kernel, Mono: time.Hour}
 			var logs bytes.Buffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			cfg := config.Default()
@@ -127,15 +80,15 @@ func TestHostStartupOffNominalTick(t *testing.T) {
 			if eng.Drift().CorrectionPPM != tc.wantFreq {
 				t.Errorf("Drift() %v ppm, want %v (what a save would write)", eng.Drift().CorrectionPPM, tc.wantFreq)
 			}
-			if k.state.Tick != tc.wantTick || k.state.Freq != tc.wantFreqField {
-				t.Errorf("kernel tick %d, freq %d; want %d, %d", k.state.Tick, k.state.Freq, tc.wantTick, tc.wantFreqField)
+			if k.State.Tick != tc.wantTick || k.State.Freq != tc.wantFreqField {
+				t.Errorf("kernel tick %d, freq %d; want %d, %d", k.State.Tick, k.State.Freq, tc.wantTick, tc.wantFreqField)
 			}
-			if k.state.Status&(unix.STA_UNSYNC|unix.STA_PLL) != unix.STA_UNSYNC {
-				t.Errorf("kernel status %#x, want STA_UNSYNC without STA_PLL", k.state.Status)
+			if k.State.Status&(unix.STA_UNSYNC|unix.STA_PLL) != unix.STA_UNSYNC {
+				t.Errorf("kernel status %#x, want STA_UNSYNC without STA_PLL", k.State.Status)
 			}
 			// No call may have set the tick and frequency together as one
 			// number beyond what the plan wants.
-			for _, c := range k.calls {
+			for _, c := range k.Calls {
 				if c.Modes&unix.ADJ_TICK != 0 && math.Abs(clock.RatePPM(c)-tc.wantFreq) > 1e-3 {
 					t.Errorf("a call set %v ppm (tick %d, freq %d), want only %v", clock.RatePPM(c), c.Tick, c.Freq, tc.wantFreq)
 				}
@@ -146,7 +99,7 @@ func TestHostStartupOffNominalTick(t *testing.T) {
 		})
 	}
 	t.Run("EPERM while restoring: the permission error", func(t *testing.T) {
-		k := &startupKernel{state: unix.Timex{Tick: 10500, Status: unix.STA_UNSYNC}, fail: syscall.EPERM}
+		k := &clocktest.Kernel{State: unix.Timex{Tick: 10500, Status: unix.STA_UNSYNC}, Mono: time.Hour, Fail: syscall.EPERM}
 		cfg := config.Default()
 		h := &host{opt: RunOptions{Kernel: k}, log: slog.New(slog.DiscardHandler), cfg: &cfg, control: true}
 		if err := h.openClock(nil); !errors.Is(err, clock.ErrPermission) {

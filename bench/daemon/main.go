@@ -62,6 +62,7 @@ type options struct {
 	soakPoll int
 	budget   time.Duration
 	keep     bool
+	journal  bool
 	env      envList
 	runs     int
 }
@@ -97,6 +98,7 @@ func main() {
 	flag.IntVar(&o.soakPoll, "soak-poll", 1, "soak: the sources' minpoll and maxpoll, log2 s")
 	flag.DurationVar(&o.budget, "budget", 0, "bound on the whole run (default: the run's length plus 2 min)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the run's directory (logs, configs)")
+	flag.BoolVar(&o.journal, "journal", false, "give ntptool its audit journal (one fsynced line and a new head file per clock update; chronyd keeps none, so off by default)")
 	flag.IntVar(&o.runs, "runs", 1, "footprint: windows to measure, each with freshly started daemons; more than one adds a table of medians")
 	flag.Var(&o.env, "env", "KEY=VALUE added to ntptool run's environment, repeatable (experiments: GOMAXPROCS=1, GOGC=...)")
 	flag.Parse()
@@ -280,7 +282,14 @@ func waitNTP(addr string, limit time.Duration) error {
 func (b *bench) ntptoolConfig(poll int, servers []*server) (conf, sock string, err error) {
 	sock = filepath.Join(b.dir, "ntptool.sock")
 	var w strings.Builder
-	fmt.Fprintf(&w, "driftfile = %q\n\n[control]\nsocket = %q\n\n[hooks]\ndhcp_renew = \"off\"\n", filepath.Join(b.dir, "ntptool.drift"), sock)
+	// The same work as chronyd's by default: no audit journal (-journal
+	// puts one in the run's directory, never the packaged path).
+	journal := ""
+	if b.o.journal {
+		journal = filepath.Join(b.dir, "audit.jsonl")
+	}
+	fmt.Fprintf(&w, "driftfile = %q\n\n[control]\nsocket = %q\n\n[audit]\njournal = %q\n\n[hooks]\ndhcp_renew = \"off\"\n",
+		filepath.Join(b.dir, "ntptool.drift"), sock, journal)
 	for _, s := range servers {
 		host, port, _ := net.SplitHostPort(s.addr)
 		fmt.Fprintf(&w, "\n[[source]]\nserver = %q\nport = %s\niburst = true\n", host, port)

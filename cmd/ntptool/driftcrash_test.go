@@ -115,7 +115,7 @@ func daemonConfig(t *testing.T, dir, server string) (conf, drift, sock string) {
 	t.Helper()
 	host, port, _ := strings.Cut(server, ":")
 	drift, sock = filepath.Join(dir, "drift"), filepath.Join(dir, "ctl.sock")
-	text := fmt.Sprintf("driftfile = %q\n\n[control]\nsocket = %q\n\n[hooks]\ndhcp_renew = \"off\"\n\n[[source]]\nserver = %q\nport = %s\niburst = true\n",
+	text := fmt.Sprintf("driftfile = %q\n\n[control]\nsocket = %q\n\n[audit]\njournal = \"\"\n\n[hooks]\ndhcp_renew = \"off\"\n\n[[source]]\nserver = %q\nport = %s\niburst = true\n",
 		drift, sock, host, port)
 	conf = filepath.Join(dir, "ntptool.toml")
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {

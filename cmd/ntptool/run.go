@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -72,6 +73,7 @@ func runDaemon(cmd *cobra.Command, f runFlags) error {
 	level, format := "info", "text"
 	if cfg, _, err := config.LoadAny(f.config); err == nil {
 		level, format = cfg.Log.Level, cfg.Log.Format
+		oneProcessor(cfg.Server.Enabled)
 	}
 	if f.logLevel != "" {
 		level = f.logLevel
@@ -109,6 +111,17 @@ func runDaemon(cmd *cobra.Command, f runFlags) error {
 		return &exitError{code: exitFailure, err: err}
 	}
 	return err
+}
+
+// oneProcessor runs the daemon on one P unless it serves NTP (the
+// server's workers use every core) or GOMAXPROCS is set. The daemon's
+// work is one event loop: with a single P the runtime neither spins nor
+// steals after each event, and sysmon sleeps as soon as the loop parks,
+// which halves the wake-ups of an idle daemon (docs/footprint.md).
+func oneProcessor(serving bool) {
+	if !serving && os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 }
 
 // logHandler is the daemon's log handler: format "text" or "json" at
