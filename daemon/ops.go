@@ -397,6 +397,9 @@ func (h *host) openMetrics() error {
 	if h.cfg.Metrics.Listen == "" {
 		return nil
 	}
+	if !metrics.Available {
+		return fmt.Errorf("metrics.listen %q: this ntptool was built without metrics (-tags nometrics); set metrics.listen = \"\" or use the full build", h.cfg.Metrics.Listen)
+	}
 	ln, err := net.Listen("tcp", h.cfg.Metrics.Listen)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
@@ -414,7 +417,7 @@ func (h *host) openMetrics() error {
 	}
 	log := h.log.With("part", "metrics")
 	go func() {
-		if err := metrics.Serve(h.ctx, ln, metrics.NewHandler(&h.metrics), log); err != nil && h.ctx.Err() == nil {
+		if err := metrics.ServeHolder(h.ctx, ln, &h.metrics, log); err != nil && h.ctx.Err() == nil {
 			log.Error("metrics endpoint stopped", "err", err)
 		}
 	}()
