@@ -199,8 +199,8 @@ type source struct {
 	wire     *ntpclient.Source
 	est      *estimator.Estimator
 	role     Role
+	logged   Role              // the role last logged (logRoles)
 	last     ntpclient.Sample  // the last usable sample
-	lastU    float64           // its filter time
 	lastMono time.Duration     // and monotonic time
 	track    estimator.Tracker // its phase carried by the combined frequency
 }
@@ -416,10 +416,9 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 	u, applied := e.u(txReal.Add(rxReal.Sub(txReal)/2), mid)
 	verdict := s.est.Add(u, sample.OffsetS-applied, sample.DelayS)
 	e.log.Debug("sample", "source", s.wire.Name(), "monotonic_seconds", mid.Seconds(), "offset_seconds", sample.OffsetS,
-		"delay_seconds", sample.DelayS, "applied_seconds", applied, "verdict", int(verdict), "wander", s.est.Wander())
+		"delay_seconds", sample.DelayS, "applied_seconds", applied, "outlier", verdict == estimator.Outlier, "wander", s.est.Wander())
 	switch verdict {
 	case estimator.Outlier:
-		e.log.Debug("outlier", "source", s.wire.Name(), "monotonic_seconds", rxMono.Seconds(), "offset_seconds", sample.OffsetS, "delay_seconds", sample.DelayS)
 		return
 	case estimator.Changed:
 		e.log.Info("source changed: its estimate starts over", "source", s.wire.Name(), "offset_seconds", sample.OffsetS)
@@ -434,7 +433,7 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 		}
 	}
 	s.wire.SetPollLog2(s.est.AdaptPoll(s.wire.KoDFloorLog2()))
-	s.last, s.lastU, s.lastMono = sample, u, mid
+	s.last, s.lastMono = sample, mid
 	e.update()
 }
 
@@ -450,6 +449,7 @@ type selected struct {
 // selectNow predicts every voting source to now, selects and combines
 // them, and marks each source's role.
 func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) {
+	defer e.logRoles()
 	u, applied := e.u(real, now)
 	var live []*source
 	var cands []selection.Candidate
@@ -526,6 +526,29 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		FreqError: est.Y, SigmaY: math.Sqrt(est.VarY),
 		FreqPPM: e.clk.FrequencyPPM(), DistanceS: distance, Leap: leap,
 	}}, nil
+}
+
+// logRoles logs the changes of role an operator cares about, once each:
+// a new reference, a falseticker, a source lost or back.
+func (e *Engine) logRoles() {
+	for _, s := range e.sources {
+		if s.role == s.logged {
+			continue
+		}
+		was := s.logged
+		s.logged = s.role
+		name := s.wire.Name()
+		switch {
+		case s.role == RoleSelected:
+			e.log.Info("source selected", "source", name, "id", s.id)
+		case s.role == RoleFalseticker:
+			e.log.Warn("falseticker: outside the majority", "source", name, "id", s.id)
+		case s.role == RoleUnreachable:
+			e.log.Warn("source unreachable", "source", name, "id", s.id)
+		case was == RoleFalseticker || was == RoleUnreachable:
+			e.log.Info("source back", "source", name, "id", s.id, "was", was.String(), "now", s.role.String())
+		}
+	}
 }
 
 // phiOf is Φ at filter time u.
