@@ -81,6 +81,9 @@ type Spec struct {
 	LeaseSeconds int `json:"lease_seconds"`
 	// DHCPClient is "dhclient", "udhcpc" or "dhcpcd".
 	DHCPClient string `json:"dhcp_client,omitempty"`
+	// WatchSeconds is how long the DHCP scenarios with hooks watch the
+	// address after each step (0: 3 lease periods and 10 s).
+	WatchSeconds float64 `json:"watch_seconds,omitempty"`
 	// Config is a configuration file for the program under test
 	// (ntptool TOML or chrony.conf), with @PORT@ already replaced.
 	Config string `json:"config,omitempty"`
