@@ -6,7 +6,7 @@ PEERS_DIR ?= $(CURDIR)/.cache/peers
 export NTPTOOL_PEERS := $(PEERS_DIR)/root
 FUZZTIME  ?= 20s
 
-.PHONY: build test lint fuzz bench bench-query bench-serve bench-sim demo check peers clean package
+.PHONY: build test lint fuzz bench bench-query bench-serve bench-sim bench-daemon soak demo check peers clean package
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/ntptool
@@ -38,13 +38,23 @@ fuzz:
 		done; \
 	done
 
-bench: bench-query bench-sim bench-serve
+bench: bench-query bench-sim bench-serve bench-daemon
 
 bench-query: build peers
 	$(GO) run ./bench/query -ntptool $(BIN)
 
 bench-serve: build peers
 	$(GO) run ./bench/serve -ntptool $(BIN)
+
+# The daemon's footprint over 60 s idle with 4 loopback sources: ntptool run
+# --no-clock-control vs chronyd -x, same run, both without CAP_SYS_TIME.
+bench-daemon: build peers
+	$(GO) run ./bench/daemon -ntptool $(BIN)
+
+# The daemon's 10-minute soak with flapping sources (not in CI): RSS,
+# threads and open descriptors every minute; fails on growth.
+soak: build
+	$(GO) run ./bench/daemon -ntptool $(BIN) -soak 10m
 
 demo: build
 	scripts/demo.sh $(BIN)

@@ -20,6 +20,11 @@ func TestConstructors(t *testing.T) {
 			"step            -1.500000 s (2026-11-25T10:00:00.000000Z → 2026-11-25T09:59:58.500000Z) applied; reason: offset 1.5 s; sources: a.example (192.0.2.1:123); hooks: dhclient failed 0.500 s (exit status 1)"},
 		{"slew dry run", SlewEntry(t0, 0, 250*time.Microsecond, "update", src, false),
 			"slew            0 s → 0.00025 s not applied (no clock control)"},
+		{"slew with its frequency", func() Entry {
+			e := SlewEntry(t0, -10*time.Microsecond, 250*time.Microsecond, "update", src, true)
+			e.Frequency = &FrequencyChange{Old: -12.5, New: -12.25}
+			return e
+		}(), "slew            -0.00001 s → 0.00025 s, frequency -12.500 → -12.250 ppm applied"},
 		{"frequency", FrequencyEntry(t0, 12.5, 12.75, "update", nil, true), "frequency       12.5 ppm → 12.75 ppm applied; reason: update"},
 		{"status", StatusEntry(t0, true, 1500*time.Microsecond, "", true), "status          unsynchronised → synchronised applied; reason: maximum error 1.5ms"},
 		{"leap", LeapEntry(t0, 0, 1, "2 of 3 sources", src, true), "leap            none → insert applied"},

@@ -156,6 +156,22 @@ func (j *Journal) Reopen() error {
 	return j.reattach("reopened")
 }
 
+// Chown gives the open journal file to uid and gid (fchown: the file this
+// Journal holds, never what the path may name by now). A daemon that
+// opens its journal as root and then switches user calls it, so that the
+// user can reopen the file after a SIGHUP.
+func (j *Journal) Chown(uid, gid int) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed || j.f == nil {
+		return ErrClosed
+	}
+	if err := j.f.Chown(uid, gid); err != nil {
+		return fmt.Errorf("audit journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
 // Close closes the journal file.
 func (j *Journal) Close() error {
 	j.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -550,5 +551,30 @@ func TestOneWriter(t *testing.T) {
 		t.Fatal("a second writer opened the journal")
 	} else if !strings.Contains(err.Error(), "in use by another process") {
 		t.Errorf("second Open: %v", err)
+	}
+}
+
+// Chown gives the open file away (as root, to another user; otherwise to
+// the caller's own ids, which any process may), and fails once closed.
+func TestChown(t *testing.T) {
+	j, path := newJournal(t)
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 65534, 65534
+	}
+	if err := j.Chown(uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if int(st.Uid) != uid || int(st.Gid) != gid {
+		t.Errorf("owner %d:%d, want %d:%d", st.Uid, st.Gid, uid, gid)
+	}
+	j.Close()
+	if err := j.Chown(uid, gid); !errors.Is(err, ErrClosed) {
+		t.Errorf("Chown after Close = %v, want ErrClosed", err)
 	}
 }

@@ -78,6 +78,10 @@ type Entry struct {
 	Unit string `json:"unit,omitempty"`
 	// DeltaSeconds is the size of a step or an external change (new − old).
 	DeltaSeconds float64 `json:"delta_seconds,omitempty"`
+	// Frequency is the frequency correction before and after, when the
+	// same kernel call changed it (a slew entry: one clock update sets
+	// both); nil otherwise.
+	Frequency *FrequencyChange `json:"frequency_ppm,omitempty"`
 	// Reason says why ("initial offset 1.2 s above step.threshold 1 s").
 	Reason string `json:"reason"`
 	// Sources are the sources behind the change ("name (address)").
@@ -91,6 +95,13 @@ type Entry struct {
 	Error string `json:"error,omitempty"`
 	// Prev is the SHA-256 (hex) of the line before; Append sets it.
 	Prev string `json:"prev"`
+}
+
+// FrequencyChange is a frequency correction before and after (ppm;
+// positive speeds the clock up).
+type FrequencyChange struct {
+	Old float64 `json:"old"`
+	New float64 `json:"new"`
 }
 
 // Header is the first line of every journal file, and of every

@@ -18,6 +18,9 @@ func Format(e *Entry) string {
 		change = fmt.Sprintf("%+.6f s (%s)", e.DeltaSeconds, change)
 	}
 	b.WriteString(change)
+	if f := e.Frequency; f != nil {
+		fmt.Fprintf(&b, ", frequency %+.3f → %+.3f ppm", f.Old, f.New)
+	}
 	switch {
 	case e.Applied:
 		b.WriteString(" applied")

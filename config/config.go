@@ -168,9 +168,12 @@ type Hooks struct {
 	// step: "auto" (abort only when the failure leaves an address without
 	// a renewal before it expires: a renewal of a wall-clock DHCP client
 	// failed and the step is backward by more than its margin; proceed
-	// otherwise), "proceed" (step anyway, log it) or "abort" (do not step;
-	// the engine slews or holds). "step" and "slew" are accepted for
-	// "proceed" and "abort". Default "auto".
+	// otherwise), "proceed" (step anyway, log it), "abort" (any failure
+	// cancels the step; the engine slews the offset out instead) or "hold"
+	// (any failure cancels the step and the clock is left alone: the step
+	// is proposed again, and the hooks run again, at the next update).
+	// "step" and "slew" are accepted for "proceed" and "abort". Default
+	// "auto".
 	OnFailure string `toml:"on_failure"`
 	// PostStepOnFailure is what a failing post-step hook does: "proceed"
 	// (run the remaining hooks) or "abort" (skip them; the step is already

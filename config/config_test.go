@@ -372,7 +372,7 @@ external_step_on_failure = ""
 			{Key: "hooks.post_step[0]", Line: 3, Msg: "empty command"},
 			{Key: "hooks.dhcp_renew", Line: 4, Msg: `"dhcp": want one of "auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd" or "networkmanager"`},
 			{Key: "hooks.timeout", Line: 5, Msg: "0s: want more than 0"},
-			{Key: "hooks.on_failure", Line: 6, Msg: `"later": want one of "auto", "proceed", "abort", "step" or "slew"`},
+			{Key: "hooks.on_failure", Line: 6, Msg: `"later": want one of "auto", "proceed", "abort", "hold", "step" or "slew"`},
 			{Key: "hooks.post_step_on_failure", Line: 7, Msg: `"auto": want one of "proceed" or "abort"`},
 			{Key: "hooks.external_step_on_failure", Line: 8, Msg: `"": want one of "proceed" or "abort"`},
 		},
@@ -486,5 +486,24 @@ func TestParsePrefix(t *testing.T) {
 				t.Errorf("got %q (%v), want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestOnFailureWords: every word hooks.on_failure takes is valid, and is
+// kept as written (stephook resolves the aliases).
+func TestOnFailureWords(t *testing.T) {
+	for _, word := range []string{"auto", "proceed", "abort", "hold", "step", "slew"} {
+		t.Run(word, func(t *testing.T) {
+			c, err := Parse([]byte("[hooks]\non_failure = \""+word+"\"\n"), "t.toml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Hooks.OnFailure != word {
+				t.Errorf("on_failure %q, want %q", c.Hooks.OnFailure, word)
+			}
+		})
+	}
+	if _, err := Parse([]byte("[hooks]\npost_step_on_failure = \"hold\"\n"), "t.toml"); err == nil {
+		t.Error("post_step_on_failure = hold accepted: the step is made, there is nothing to hold")
 	}
 }

@@ -81,7 +81,7 @@ func sortLine(line int) int {
 var (
 	dhcpRenewers = []string{"auto", "off", "dhclient", "dhcpcd", "udhcpc", "networkd", "networkmanager"}
 	// "step" and "slew" are the first names of "proceed" and "abort".
-	onFailures  = []string{"auto", "proceed", "abort", "step", "slew"}
+	onFailures  = []string{"auto", "proceed", "abort", "hold", "step", "slew"}
 	onPostFails = []string{"proceed", "abort"}
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"text", "json"}

@@ -56,6 +56,12 @@ type Options struct {
 	// them with AddSource as their names resolve. By default New adds
 	// them with ids 0, 1, ... in configuration order.
 	DeferSources bool
+	// OnClockChange, when not nil, is called on the owner's goroutine
+	// after every change the engine makes to the clock or tries to make
+	// (updates, steps), every state change, and every change by another
+	// process it books (ExternalStep, KernelChanged): for the audit
+	// journal and the metrics.
+	OnClockChange func(ClockChange)
 }
 
 // StepProposal is a step the engine wants to make.
@@ -152,6 +158,7 @@ type Engine struct {
 	pending   *StepProposal
 	onPropose func(StepProposal)
 	cancelled error // why the last step proposal was cancelled
+	onChange  func(ClockChange)
 
 	// The clock updates, for the status: the last one's time and offset,
 	// and running means of the offsets' squares and of the intervals.
@@ -203,6 +210,7 @@ type source struct {
 	last     ntpclient.Sample  // the last usable sample
 	lastMono time.Duration     // and monotonic time
 	track    estimator.Tracker // its phase carried by the combined frequency
+	late     bool              // added once there was a combined estimate
 }
 
 // New builds an engine for cfg's sources and applies the drift file's
@@ -230,6 +238,7 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 		}),
 		saveDrift: opt.SaveDrift,
 		onPropose: opt.OnStepProposal,
+		onChange:  opt.OnClockChange,
 		wander:    opt.Wander,
 		selected:  -1,
 	}
@@ -249,7 +258,10 @@ func New(cfg *config.Config, opt Options) (*Engine, error) {
 		if d.SkewPPM == 0 {
 			e.sigmaY0 = driftUnknownPPM * 1e-6
 		}
-		if _, err := e.clk.Apply(clock.Update{FreqPPM: d.CorrectionPPM}, now); err != nil {
+		old := e.clk.FrequencyPPM()
+		_, err := e.clk.Apply(clock.Update{FreqPPM: d.CorrectionPPM}, now)
+		e.changed(ClockChange{Kind: ChangeUpdate, Time: e.epoch, Monotonic: now, OldFreqPPM: old, NewFreqPPM: e.clk.FrequencyPPM(), Reason: "drift file", Err: err})
+		if err != nil {
 			return nil, fmt.Errorf("apply the drift file's frequency: %w", err)
 		}
 	}
@@ -292,6 +304,7 @@ func (e *Engine) AddSource(id int, sc config.Source) error {
 		cfg:  sc,
 		wire: ntpclient.NewSource(ntpclient.SourceConfig{Name: name, MinPoll: sc.MinPoll, MaxPoll: sc.MaxPoll, IBurst: sc.IBurst}, e.rng),
 		est:  estimator.New(estimator.Config{SigmaY0: sigmaY, Wander: e.wander, MinPoll: sc.MinPoll, MaxPoll: sc.MaxPoll}),
+		late: e.haveEst,
 	}
 	e.sources = append(e.sources, s)
 	if e.nextDriftSave != 0 { // started
@@ -352,8 +365,10 @@ func (e *Engine) Wakeup() {
 	if slewing, end := e.clk.SlewEnd(); slewing && now >= end {
 		e.check("end slew", e.clk.EndSlew(now))
 	}
+	silenced := false // a source stopped voting with this request
 	for _, s := range e.sources {
 		if now >= s.wire.NextPoll() {
+			voting := s.wire.Voting()
 			e.requests++
 			txReal, txMono, err := e.tr.Send(s.id, s.wire.Request(real, now, e.burstLimit(s)))
 			switch {
@@ -362,7 +377,13 @@ func (e *Engine) Wakeup() {
 			case !txReal.IsZero():
 				s.wire.Sent(txReal, txMono)
 			}
+			silenced = silenced || voting && !s.wire.Voting()
 		}
+	}
+	if silenced && !e.anyVoting() {
+		// No reply will come to run the selection: run it now, so that
+		// the sources show unreachable and the state holdover.
+		e.update()
 	}
 	if e.saveDrift != nil && now >= e.nextDriftSave {
 		e.nextDriftSave = now + driftSaveInterval
@@ -370,6 +391,16 @@ func (e *Engine) Wakeup() {
 			e.saveDrift(e.Drift())
 		}
 	}
+}
+
+// anyVoting reports whether a source takes part in the selection.
+func (e *Engine) anyVoting() bool {
+	for _, s := range e.sources {
+		if s.wire.Voting() {
+			return true
+		}
+	}
+	return false
 }
 
 // burstLimit is how long the frequency is good for during source s's
@@ -463,6 +494,19 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 	if voters >= 3 {
 		samples = candidateSamples
 	}
+	// While synchronised, a source added once there was an estimate (a
+	// pool member's replacement, a reload) counts towards the majority
+	// from its first candidate sample on: counted before, it would leave
+	// the sources followed without one (holdover, and the live sources
+	// marked falsetickers) until it has it. It is still waited for when
+	// the survivors disagree. Out of synchronisation every voter counts,
+	// so that no lone source is followed while the others start.
+	young := 0
+	for _, s := range e.sources {
+		if e.state == Synchronised && s.late && s.wire.Voting() && s.est.Updates() < samples {
+			young++
+		}
+	}
 	for _, s := range e.sources {
 		s.role = RoleNone
 		if s.wire.Unreachable() {
@@ -478,7 +522,7 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 		live = append(live, s)
 		cands = append(cands, c)
 	}
-	opt := selection.Options{Voters: voters}
+	opt := selection.Options{Voters: voters - young}
 	if e.haveEst {
 		opt.Previous, opt.HavePrevious = e.est.X+e.est.Y*(u-e.estU), true
 	}
@@ -609,11 +653,12 @@ func (e *Engine) update() {
 		"freq_error_ppm", sel.in.FreqError*1e6, "sigma_freq_ppm", sel.in.SigmaY*1e6, "freq_ppm", act.FreqPPM,
 		"slew_seconds", act.Slew.Seconds(), "slew_duration_seconds", act.SlewDuration.Seconds(),
 		"step_seconds", act.Step.Seconds(), "survivors", len(sel.res.Survivors), "truechimers", len(sel.res.Truechimers))
-	e.execute(act, now)
+	e.execute(act, now, "")
 }
 
-// execute carries out the discipline's actions at monotonic time now.
-func (e *Engine) execute(act discipline.Actions, now time.Duration) {
+// execute carries out the discipline's actions at monotonic time now;
+// reason, if any, says why (for OnClockChange).
+func (e *Engine) execute(act discipline.Actions, now time.Duration, reason string) {
 	if act.Hold != nil {
 		if e.held == nil || e.held.Error() != act.Hold.Error() {
 			e.log.Error("clock not corrected", "err", act.Hold)
@@ -626,9 +671,11 @@ func (e *Engine) execute(act discipline.Actions, now time.Duration) {
 	if act.Step == 0 {
 		u.Slew, u.MaxRatePPM, u.MinDuration = act.Slew, act.MaxSlewPPM, act.SlewDuration
 	}
-	applied := e.apply(u, now)
+	applied := e.apply(u, now, reason)
 	if act.Step == 0 {
-		if applied {
+		// While a step awaits its hooks an update only sets the
+		// frequency: the offset is still there, the clock not corrected.
+		if applied && e.pending == nil {
 			e.setState(Synchronised)
 			e.updated(-act.Slew.Seconds())
 		}
@@ -647,9 +694,18 @@ func (e *Engine) execute(act discipline.Actions, now time.Duration) {
 
 // apply makes a clock update and tells the estimators of the frequency
 // change; it reports whether the update was made.
-func (e *Engine) apply(u clock.Update, now time.Duration) bool {
+func (e *Engine) apply(u clock.Update, now time.Duration, reason string) bool {
 	old := e.clk.FrequencyPPM()
-	if _, err := e.clk.Apply(u, now); !e.check("clock update", err) {
+	c := ClockChange{Kind: ChangeUpdate, Monotonic: now, Slew: u.Slew, SlewLeft: e.slewLeft(now), OldFreqPPM: old, Reason: reason}
+	c.Time, _ = e.clk.Now()
+	if u.Status != nil {
+		st := *u.Status
+		c.Status = &st
+	}
+	end, err := e.clk.Apply(u, now)
+	c.NewFreqPPM, c.SlewDuration, c.Err = e.clk.FrequencyPPM(), end-now, err
+	e.changed(c)
+	if !e.check("clock update", err) {
 		return false
 	}
 	dy := (e.clk.FrequencyPPM() - old) * 1e-6
@@ -693,7 +749,13 @@ func cause(err error) error {
 func (e *Engine) setState(s State) {
 	if s != e.state {
 		e.log.Info("state", "state", s.String(), "offset_seconds", e.est.X)
+		c := ClockChange{Kind: ChangeState, OldState: e.state, NewState: s}
+		c.Time, c.Monotonic = e.clk.Now()
+		if s == Holdover && e.noSelect != nil {
+			c.Reason = e.noSelect.Error()
+		}
 		e.state = s
+		e.changed(c)
 	}
 }
 
@@ -722,6 +784,8 @@ func (e *Engine) updated(offsetS float64) {
 func (e *Engine) ExternalStep(delta time.Duration) {
 	e.log.Warn("the clock was stepped by another process", "step_seconds", delta.Seconds())
 	e.clk.Stepped(delta)
+	real, now := e.clk.Now()
+	e.changed(ClockChange{Kind: ChangeExternalStep, Time: real.Add(-delta), Monotonic: now, Step: delta})
 }
 
 // KernelChanged tells the engine that another process changed the
@@ -732,7 +796,9 @@ func (e *Engine) ExternalStep(delta time.Duration) {
 func (e *Engine) KernelChanged(freqPPM float64) {
 	real, now := e.clk.Now()
 	u, _ := e.u(real, now)
+	old, left := e.clk.FrequencyPPM(), e.slewLeft(now)
 	dy := e.clk.Resync(freqPPM, now) * 1e-6
+	e.changed(ClockChange{Kind: ChangeKernel, Time: real, Monotonic: now, OldFreqPPM: old, NewFreqPPM: e.clk.FrequencyPPM(), SlewLeft: left})
 	for _, s := range e.sources {
 		s.est.AddFrequency(u, dy)
 	}
@@ -766,13 +832,15 @@ func (e *Engine) CommitStep() (StepResult, error) {
 	}
 	e.pending = nil
 	act := e.disc.CommitStep(sel.in)
-	if err := e.clk.Step(act.Step, now); err != nil {
+	err = e.clk.Step(act.Step, now)
+	e.changed(ClockChange{Kind: ChangeStep, Time: real, Monotonic: now, Step: act.Step, Err: err})
+	if err != nil {
 		e.check("step", err)
 		return StepResult{}, err
 	}
 	e.log.Info("clock stepped", "step_seconds", act.Step.Seconds(), "proposed_seconds", proposed.Seconds())
 	_, now = e.clk.Now()
-	if e.apply(clock.Update{FreqPPM: act.FreqPPM, Status: &act.Status}, now) {
+	if e.apply(clock.Update{FreqPPM: act.FreqPPM, Status: &act.Status}, now, "after the step") {
 		e.setState(Synchronised)
 		e.updated(-act.Step.Seconds())
 	}
@@ -799,7 +867,11 @@ func (e *Engine) CancelStep(reason error, hold bool) error {
 	if hold {
 		holdErr = fmt.Errorf("step cancelled, clock held: %w", reason)
 	}
-	e.execute(e.disc.CancelStep(sel.in, holdErr), now)
+	why := "step cancelled"
+	if reason != nil {
+		why += ": " + reason.Error()
+	}
+	e.execute(e.disc.CancelStep(sel.in, holdErr), now, why)
 	return nil
 }
 

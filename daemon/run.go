@@ -8,17 +8,23 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ntptool/ntptool/audit"
 	"github.com/ntptool/ntptool/clock"
 	"github.com/ntptool/ntptool/config"
 	"github.com/ntptool/ntptool/control"
 	"github.com/ntptool/ntptool/driftfile"
+	"github.com/ntptool/ntptool/hookproxy"
+	"github.com/ntptool/ntptool/metrics"
 	"github.com/ntptool/ntptool/netio"
+	"github.com/ntptool/ntptool/notify"
 	"github.com/ntptool/ntptool/ntpserve"
 	"github.com/ntptool/ntptool/pool"
+	"github.com/ntptool/ntptool/privdrop"
 	"github.com/ntptool/ntptool/stephook"
 )
 
@@ -49,7 +55,22 @@ type RunOptions struct {
 	// Started, when not nil, is called from the loop once it runs, with
 	// the engine's status, before the first event.
 	Started func()
+	// HookHelper is the command line of the privileged hook helper (the
+	// ntptool binary's hidden hook-helper command, package hookproxy). It
+	// is started before the privilege drop when [run] user makes a
+	// process started as root switch user and hooks are configured; nil
+	// runs the hooks in the daemon's own, unprivileged process.
+	HookHelper []string
+	// ReadyTimeout is how long start-up waits for the first clock update
+	// before it tells systemd READY=1 anyway. Default DefaultReadyTimeout.
+	ReadyTimeout time.Duration
 }
+
+// DefaultReadyTimeout is how long the daemon waits for its first clock
+// update before it reports itself started (READY=1) to systemd anyway:
+// long enough for DNS and an iburst against slow servers, well within the
+// unit's TimeoutStartSec (5 min).
+const DefaultReadyTimeout = 60 * time.Second
 
 // Errors of Run.
 var (
@@ -102,16 +123,33 @@ type host struct {
 	served ntpserve.AtomicState
 	prec   int8
 
-	hooks     *stephook.Runner
+	hooks     hookproxy.Runner
+	helper    *hookproxy.Client // the privileged hook helper, if any
 	watcher   *stephook.Watcher
 	hookDone  chan hookReport
 	watchCh   chan stephook.Detection
 	driftDone chan error
 	cancel    context.CancelFunc // of the goroutines
 	ctx       context.Context
+
+	// Operations: the audit journal, the metrics, systemd, the privilege
+	// drop (see ops.go).
+	journal   *audit.Journal
+	audit     auditState
+	totals    totals
+	metrics   metrics.Holder
+	notifier  *notify.Notifier
+	note      notifyState
+	runUID    int // the user [run] user switches to, -1 if none
+	runGID    int
+	restores  int // adjtimex calls of the start-up restore
+	proposed  StepProposal
+	extReason string // why the external change being booked was seen
 }
 
-// hookReport is a finished run of step hooks.
+// hookReport is a finished run of step hooks: a pre-step one (whose
+// verdict decides the step), or a post-step or external-step one (whose
+// results complete the step's audit entry).
 type hookReport struct {
 	rep  stephook.Report
 	step StepProposal
@@ -132,13 +170,18 @@ func start(parent context.Context, opt RunOptions) (*host, error) {
 	for _, n := range notes {
 		log.Warn("configuration: not imported", "file", opt.ConfigPath, "line", n.Line, "directive", n.Text, "why", n.Why)
 	}
+	if opt.ReadyTimeout <= 0 {
+		opt.ReadyTimeout = DefaultReadyTimeout
+	}
 	ctx, cancel := context.WithCancel(parent)
 	h := &host{
 		opt: opt, log: log, cfg: cfg, path: opt.ConfigPath,
 		members: map[int]pool.Member{}, polls: map[int]int{},
-		hookDone: make(chan hookReport, 1), watchCh: make(chan stephook.Detection, 4), driftDone: make(chan error, 1),
+		hookDone: make(chan hookReport, 4), watchCh: make(chan stephook.Detection, 4), driftDone: make(chan error, 1),
 		cancel: cancel, ctx: ctx,
 		control: cfg.Clock.Control && !opt.NoClockControl,
+		runUID:  -1, runGID: -1,
+		totals: newTotals(),
 	}
 	if err := h.open(); err != nil {
 		h.close()
@@ -147,8 +190,19 @@ func start(parent context.Context, opt RunOptions) (*host, error) {
 	return h, nil
 }
 
-// open takes the clock and opens everything the loop uses.
+// open takes the clock and opens everything the loop uses, then drops
+// the privileges it needed for that ([run] user).
 func (h *host) open() error {
+	var err error
+	if h.notifier, err = notify.New(); err != nil {
+		return err
+	}
+	if err := h.prepareUser(); err != nil {
+		return err
+	}
+	if err := h.openJournal(); err != nil {
+		return err
+	}
 	drift := h.readDrift()
 	if err := h.openClock(drift); err != nil {
 		return err
@@ -161,6 +215,7 @@ func (h *host) open() error {
 	h.eng, err = New(h.cfg, Options{
 		Clock: h.clk, Transport: hostTransport{h}, Drift: drift, Logger: h.log,
 		SaveDrift: h.saveDrift, OnStepProposal: h.preStep, DeferSources: true,
+		OnClockChange: h.onClockChange,
 	})
 	if err != nil {
 		return err
@@ -171,14 +226,41 @@ func (h *host) open() error {
 	}
 	h.lookups = pool.NewLookuper(resolver, lookupTimeout)
 	h.pool = pool.New(pool.Specs(h.cfg.Sources), pool.Options{})
-	if h.hooks, err = stephook.New(h.cfg.Hooks, stephook.Options{Logger: h.log.With("part", "hooks")}); err != nil {
-		return fmt.Errorf("step hooks: %w", err)
+	if err := h.openHooks(); err != nil {
+		return err
 	}
 	h.watcher = stephook.NewWatcher(stephook.WatchOptions{Logger: h.log})
 	if err := h.openControl(); err != nil {
 		return err
 	}
-	return h.openServer()
+	if err := h.openServer(); err != nil {
+		return err
+	}
+	if err := h.openMetrics(); err != nil {
+		return err
+	}
+	return h.dropPrivileges()
+}
+
+// openHooks makes the step hooks' runner: in a privileged helper process
+// when the daemon is about to give up root and hooks are configured (see
+// package hookproxy), else in this process.
+func (h *host) openHooks() error {
+	if h.runUID >= 0 && os.Geteuid() == 0 && privdrop.HooksConfigured(h.cfg.Hooks) && len(h.opt.HookHelper) > 0 {
+		c, err := hookproxy.Start(h.opt.HookHelper, h.cfg.Hooks, hookproxy.Options{})
+		if err != nil {
+			return fmt.Errorf("step hooks: %w", err)
+		}
+		h.helper, h.hooks = c, c
+		h.log.Info("step hooks run in a privileged helper process", "pid", c.Pid())
+		return nil
+	}
+	r, err := stephook.New(h.cfg.Hooks, stephook.Options{Logger: h.log.With("part", "hooks")})
+	if err != nil {
+		return fmt.Errorf("step hooks: %w", err)
+	}
+	h.hooks = r
+	return nil
 }
 
 // readDrift reads the drift file; a missing one is none, a corrupt one is
@@ -235,6 +317,14 @@ func (h *host) openClock(drift *driftfile.Drift) error {
 			}
 			return fmt.Errorf("restore the kernel clock: %w", err)
 		}
+		h.restores++
+	}
+	if len(plan.Restore) > 0 {
+		var after unix.Timex
+		if _, err := h.watched.Adjtimex(&after); err == nil {
+			real, _ := h.watched.Now()
+			h.record(restoreEntry(real, tx, after, plan.Notes), 0)
+		}
 	}
 	h.clk, err = clock.New(h.watched)
 	return err
@@ -249,6 +339,12 @@ func (h *host) openControl() error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	h.ctl = srv
+	if h.runUID >= 0 && h.cfg.Control.Group == "" {
+		// "The daemon's own group" is the user's, not root's.
+		if err := os.Lchown(h.cfg.Control.Socket, h.runUID, h.runGID); err != nil {
+			h.log.Warn("control socket: not given to the run user", "path", h.cfg.Control.Socket, "err", err)
+		}
+	}
 	go srv.Serve()
 	return nil
 }
@@ -287,6 +383,14 @@ func (h *host) close() {
 	}
 	if h.tr != nil {
 		h.tr.Close()
+	}
+	if h.helper != nil {
+		if err := h.helper.Close(); err != nil {
+			h.log.Warn("hook helper", "err", err)
+		}
+	}
+	if h.journal != nil {
+		h.journal.Close()
 	}
 }
 
@@ -341,17 +445,44 @@ func (h *host) loop(ctx context.Context) error {
 	poolWake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	defer poolWake.Stop()
+	// systemd: READY=1 at the first clock update or after ReadyTimeout;
+	// STATUS= after updates, at most every statusInterval (statusWake
+	// sends one held back); WATCHDOG=1 from this loop, so that a loop
+	// that is stuck stops the pings.
+	readyWake := time.NewTimer(h.opt.ReadyTimeout)
+	statusWake := time.NewTimer(time.Hour)
+	statusWake.Stop()
+	defer readyWake.Stop()
+	defer statusWake.Stop()
+	var watchdog <-chan time.Time
+	if iv := h.notifier.WatchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		watchdog = t.C
+		h.log.Info("systemd watchdog", "interval_seconds", iv.Seconds())
+	}
 	if h.opt.Started != nil {
 		h.opt.Started()
 	}
 	for {
 		h.publish()
+		h.notifyStatus(statusWake, false)
 		wake.Reset(h.untilEngine(h.eng.NextWakeup()))
 		poolWake.Reset(h.untilPool())
 		select {
 		case <-ctx.Done():
+			h.sdNotify(h.notifier.Stopping())
 			h.shutdown()
 			return nil
+		case <-watchdog:
+			h.sdNotify(h.notifier.Watchdog())
+		case <-readyWake.C:
+			if !h.note.ready {
+				h.log.Warn("no clock update yet: telling the service manager the daemon is ready anyway", "after_seconds", h.opt.ReadyTimeout.Seconds())
+				h.note.updated = true
+			}
+		case <-statusWake.C:
+			h.notifyStatus(statusWake, true)
 		case <-wake.C:
 			h.eng.Wakeup()
 			h.afterPoll()
@@ -369,7 +500,12 @@ func (h *host) loop(ctx context.Context) error {
 		case <-poolWake.C:
 			h.apply(h.pool.Tick(hostMono()))
 		case hr := <-h.hookDone:
-			h.settleStep(hr)
+			h.countHooks(hr.rep)
+			if hr.rep.Event.Kind == stephook.PreStep {
+				h.settleStep(hr)
+			} else {
+				h.hooksDone(hr.rep)
+			}
 		case d := <-h.watchCh:
 			h.externalStep(d)
 		case err := <-h.driftDone:
@@ -411,9 +547,12 @@ func (h *host) afterPoll() {
 		h.log.Error("kernel clock", "err", err)
 	case ch.Rate:
 		h.log.Warn("another process changed the kernel clock: re-basing on it", "change", ch.String())
+		h.extReason = ch.String()
 		h.eng.KernelChanged(ch.NewRatePPM)
 	case ch.Any():
 		h.log.Warn("another process changed the kernel clock", "change", ch.String())
+		real, _ := h.clk.Now()
+		h.record(audit.Entry{Time: real, Kind: audit.KindExternal, Reason: "another process changed the kernel clock: " + ch.String(), Applied: true}, 0)
 	}
 }
 
@@ -461,12 +600,17 @@ func (h *host) saveDrift(d driftfile.Drift) {
 	}()
 }
 
-// preStep runs the pre-step hooks of a step proposal off the loop.
-func (h *host) preStep(p StepProposal) {
-	real, _ := h.clk.Now()
-	ev := stephook.Event{Kind: stephook.PreStep, Step: p.Step, Old: real, New: real.Add(p.Step), Reason: "offset beyond the step threshold"}
+// runHooks runs an event's hooks off the loop and reports back; without
+// clock control they are only described (a dry run: no step is made, so
+// no DHCP client is disturbed and no exec hook told of one).
+func (h *host) runHooks(ev stephook.Event, p StepProposal) {
 	go func() {
-		rep := h.hooks.Run(h.ctx, ev)
+		var rep stephook.Report
+		if h.control {
+			rep = h.hooks.Run(h.ctx, ev)
+		} else {
+			rep = h.hooks.DryRun(h.ctx, ev)
+		}
 		select {
 		case h.hookDone <- hookReport{rep: rep, step: p}:
 		case <-h.ctx.Done():
@@ -474,11 +618,22 @@ func (h *host) preStep(p StepProposal) {
 	}()
 }
 
+// preStep runs the pre-step hooks of a step proposal off the loop.
+func (h *host) preStep(p StepProposal) {
+	real, _ := h.clk.Now()
+	h.proposed = p
+	ev := stephook.Event{Kind: stephook.PreStep, Step: p.Step, Old: real, New: real.Add(p.Step),
+		Reason: fmt.Sprintf("offset %+.6f s beyond step.threshold %v", -p.Step.Seconds(), h.cfg.Step.Threshold.Duration)}
+	h.runHooks(ev, p)
+}
+
 // settleStep commits or cancels a step once its pre-step hooks are done,
 // and runs the post-step hooks.
 func (h *host) settleStep(hr hookReport) {
+	h.audit.preHooks = hookRuns(hr.rep, "pre_step")
+	defer func() { h.audit.preHooks = nil }()
 	if hr.rep.Verdict != stephook.Proceed {
-		h.eng.CancelStep(fmt.Errorf("pre-step hooks: %s", hr.rep.Reason), false)
+		h.eng.CancelStep(fmt.Errorf("pre-step hooks: %s", hr.rep.Reason), hr.rep.Hold)
 		return
 	}
 	if h.control {
@@ -494,7 +649,7 @@ func (h *host) settleStep(hr hookReport) {
 		return
 	}
 	ev := stephook.Event{Kind: stephook.PostStep, Step: res.Step, Old: real, New: real.Add(res.Step), Reason: "step made"}
-	go h.hooks.Run(h.ctx, ev) // the report is logged by the runner
+	h.runHooks(ev, StepProposal{})
 }
 
 // externalStep books a step someone else made and runs its hooks.
@@ -502,14 +657,26 @@ func (h *host) externalStep(d stephook.Detection) {
 	if d.Own {
 		return
 	}
+	ev := d.Event()
+	h.extReason = ev.Reason
 	h.eng.ExternalStep(d.Step)
-	go h.hooks.Run(h.ctx, d.Event())
+	h.runHooks(ev, StepProposal{})
 }
 
 // reload reads the configuration again: sources are added and removed
 // (the learned frequency is kept); a configuration that does not load is
 // reported and the old one stays. The other settings take a restart.
 func (h *host) reload() {
+	if h.note.ready {
+		h.sdNotify(h.notifier.Reloading(uint64(hostMono().Microseconds())))
+		defer func() { h.sdNotify(h.notifier.Ready(h.statusLine())) }()
+	}
+	if h.journal != nil {
+		// After logrotate: continue the chain in the new file now.
+		if err := h.journal.Reopen(); err != nil {
+			h.log.Error("audit journal not reopened", "path", h.journal.Path(), "err", err)
+		}
+	}
 	cfg, notes, err := config.LoadAny(h.path)
 	if err != nil {
 		h.log.Error("reload: the configuration does not load; keeping the old one", "err", err)
@@ -523,9 +690,10 @@ func (h *host) reload() {
 	h.log.Info("configuration reloaded", "sources", len(cfg.Sources))
 }
 
-// shutdown saves the drift file, synchronously: the process is about to
-// exit.
+// shutdown writes the audit entries still waiting for their hooks and
+// saves the drift file, synchronously: the process is about to exit.
 func (h *host) shutdown() {
+	h.flushAudit(true)
 	st := h.eng.Status()
 	if h.cfg.DriftFile == "" || !st.Synced {
 		return

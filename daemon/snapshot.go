@@ -13,14 +13,17 @@ import (
 )
 
 // publish makes the state visible outside the loop: an immutable snapshot
-// for the control socket, and the embedded server's state.
+// for the control socket, the same values for the metrics, and the
+// embedded server's state.
 func (h *host) publish() {
 	st := h.eng.Status()
 	up := h.upstream(st)
 	served := ntpserve.UpstreamState(up)
 	h.served.Store(served)
 	real, _ := h.clk.Now()
-	h.pub.Publish(h.snapshot(st, up, served, real))
+	snap := h.snapshot(st, up, served, real)
+	h.pub.Publish(snap)
+	h.metrics.Set(metricsSnapshot(snap, h.totals, uint64(st.Adjustments+h.restores)))
 }
 
 // selected returns the selected source's status and pool member.

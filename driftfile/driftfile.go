@@ -8,7 +8,8 @@
 // in ppm (the opposite sign of the correction) and its error bound. Writes
 // are atomic: a temporary file in the same directory, fsync, rename, fsync
 // of the directory, so a crash leaves the old file or the new one, never a
-// partial one.
+// partial one; temporary files a crash left are removed by the next
+// write.
 package driftfile
 
 import (
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // MaxPPM is the largest correction accepted: what the daemon can apply
@@ -119,9 +121,14 @@ func Write(path string, d Drift) error {
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return fmt.Errorf("drift file %s: %w", path, err)
 	}
+	fresh, err := os.Stat(tmp.Name())
+	if err != nil {
+		return fmt.Errorf("drift file %s: %w", path, err)
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("drift file: %w", err)
 	}
+	removeStale(dir, filepath.Base(path), fresh.ModTime())
 	// The rename is durable only once the directory is synced.
 	if df, err := os.Open(dir); err == nil {
 		err = df.Sync()
@@ -131,6 +138,38 @@ func Write(path string, d Drift) error {
 		}
 	}
 	return nil
+}
+
+// staleAge is how much older than a fresh temporary file a leftover one
+// must be to be removed: a Write running beside this one (the daemon's
+// hourly save and its save on exit may overlap) is younger.
+const staleAge = time.Minute
+
+// removeStale removes the temporary files that a crash between
+// CreateTemp and the rename left beside the drift file (kill -9 during a
+// save, power loss): without it they pile up, one per such crash. Age is
+// told by the file system's clock, against the fresh temporary file's
+// modification time, not by reading the time here. Errors are ignored:
+// the drift file itself is written.
+func removeStale(dir, base string, fresh time.Time) {
+	matches, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(base)+".tmp-*"))
+	for _, m := range matches {
+		if st, err := os.Lstat(m); err == nil && st.Mode().IsRegular() && st.ModTime().Before(fresh.Add(-staleAge)) {
+			_ = os.Remove(m)
+		}
+	}
+}
+
+// globEscape quotes the pattern characters of filepath.Match in s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func writeSync(f *os.File, data []byte) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -131,4 +132,55 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip of %+v: %+v, %v", d, back, err)
 		}
 	})
+}
+
+// TestWriteRemovesStaleTempFiles: a crash mid-save leaves a temporary
+// file; the next Write removes those older than a minute (by their
+// modification time against its own fresh one), keeps younger ones (a
+// concurrent Write's) and leaves other files alone.
+func TestWriteRemovesStaleTempFiles(t *testing.T) {
+	tests := []struct {
+		name     string
+		file     string
+		age      time.Duration
+		wantGone bool
+	}{
+		{"an hour-old leftover", ".drift.tmp-123", time.Hour, true},
+		{"a two-minute-old leftover", ".drift.tmp-456", 2 * time.Minute, true},
+		{"a concurrent write's, seconds old", ".drift.tmp-789", 5 * time.Second, false},
+		{"another file's temporary file", ".other.tmp-1", time.Hour, false},
+		{"not a temporary file", "drift.tmp-1", time.Hour, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "drift")
+			left := filepath.Join(dir, tc.file)
+			if err := os.WriteFile(left, []byte("1.0"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			old := time.Now().Add(-tc.age)
+			if err := os.Chtimes(left, old, old); err != nil {
+				t.Fatal(err)
+			}
+			if err := Write(path, Drift{CorrectionPPM: 2}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := os.Stat(left)
+			if gone := errors.Is(err, os.ErrNotExist); gone != tc.wantGone {
+				t.Errorf("%s: removed %v, want %v", tc.file, gone, tc.wantGone)
+			}
+			if d, err := Read(path); err != nil || d.CorrectionPPM != 2 {
+				t.Errorf("Read: %v, %v", d, err)
+			}
+		})
+	}
+}
+
+func TestGlobEscape(t *testing.T) {
+	for _, name := range []string{"drift", "a*b", "x?[y]", `back\slash`} {
+		if ok, err := filepath.Match(globEscape(name), name); !ok || err != nil {
+			t.Errorf("globEscape(%q) = %q does not match itself: %v", name, globEscape(name), err)
+		}
+	}
 }

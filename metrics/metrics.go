@@ -31,9 +31,19 @@ import (
 // Snapshot is the daemon's state at one moment: what a scrape reports.
 // Sign convention: OffsetSeconds > 0 means the local clock is ahead.
 type Snapshot struct {
+	// Time is when the daemon took the snapshot; zero leaves
+	// ntptool_snapshot_timestamp_seconds out.
+	Time time.Time
 	// Synchronized is true once the clock is corrected from a selection
 	// of sources and the kernel is told so (TIME_OK).
 	Synchronized bool
+	// SyncState is one of SyncStates; "" means "synchronised" or
+	// "unsynchronised" as Synchronized says.
+	SyncState string
+	// ClockControl is false when the daemon runs without changing the
+	// clock (--no-clock-control): the changes counted are what it would
+	// have made.
+	ClockControl bool
 	// OffsetSeconds is the estimated offset of the local clock (local −
 	// true; positive: ahead).
 	OffsetSeconds float64
@@ -56,15 +66,40 @@ type Snapshot struct {
 
 // Source states, for Source.State.
 const (
-	StateSelected    = "selected"    // the best of the combined ones
-	StateCombined    = "combined"    // a truechimer used in the combination
-	StateCandidate   = "candidate"   // a truechimer not combined
-	StateFalseticker = "falseticker" // rejected by the selection
-	StateUnreachable = "unreachable" // no valid reply in the reach register
+	StateSelected    = "selected"     // the best of the combined ones
+	StateCombined    = "combined"     // a truechimer used in the combination
+	StateCandidate   = "candidate"    // a truechimer not combined
+	StateFalseticker = "falseticker"  // rejected by the selection
+	StateUnreachable = "unreachable"  // no valid reply in the reach register
+	StateTooVariable = "too_variable" // answers, but too noisy to vote
 )
 
 // States lists the source states, in the order the metrics give them.
-var States = []string{StateSelected, StateCombined, StateCandidate, StateFalseticker, StateUnreachable}
+var States = []string{StateSelected, StateCombined, StateCandidate, StateFalseticker, StateUnreachable, StateTooVariable}
+
+// Synchronisation states, for Snapshot.SyncState: synchronised; never
+// synchronised since start; synchronised before, but no source is
+// selectable now (the clock runs on the learned frequency).
+const (
+	SyncSynchronised   = "synchronised"
+	SyncUnsynchronised = "unsynchronised"
+	SyncHoldover       = "holdover"
+)
+
+// SyncStates lists the synchronisation states, in the order the metrics
+// give them.
+var SyncStates = []string{SyncSynchronised, SyncUnsynchronised, SyncHoldover}
+
+// syncState is s's synchronisation state.
+func (s *Snapshot) syncState() string {
+	switch {
+	case s.SyncState != "":
+		return s.SyncState
+	case s.Synchronized:
+		return SyncSynchronised
+	}
+	return SyncUnsynchronised
+}
 
 // Source is one source's state.
 type Source struct {
@@ -106,11 +141,19 @@ type Totals struct {
 // Holder keeps the latest Snapshot for concurrent readers: the daemon's
 // loop calls Set, scrapes and health checks call Get.
 type Holder struct {
-	p atomic.Pointer[Snapshot]
+	p    atomic.Pointer[Snapshot]
+	live atomic.Pointer[func(*Totals)]
 }
 
 // Set publishes s; the caller must not change it afterwards.
 func (h *Holder) Set(s *Snapshot) { h.p.Store(s) }
+
+// SetLive makes every scrape call f on a copy of the snapshot's Totals,
+// for counters that change between snapshots (the NTP server's, counted
+// by its own goroutines). f must be safe for concurrent use and must
+// replace the maps it changes, not write into them (the snapshot shares
+// them).
+func (h *Holder) SetLive(f func(*Totals)) { h.live.Store(&f) }
 
 // Get returns the latest Snapshot, or nil before the first Set.
 func (h *Holder) Get() *Snapshot { return h.p.Load() }
@@ -120,11 +163,15 @@ const namespace = "ntptool"
 var (
 	sourceLabels = []string{"name", "address"}
 	descs        = struct {
+		snapTime, syncState, control                                             *prometheus.Desc
 		synced, offset, freq, skew, rootDelay, rootDisp, rootDist, stratum, leap *prometheus.Desc
 		srcReach, srcOffset, srcDelay, srcJitter, srcPoll, srcStratum, srcState  *prometheus.Desc
 		steps, slews, stepped, hookRuns, hookFails, adjtimex                     *prometheus.Desc
 		srvRequests, srvReplies, srvDrops, kod                                   *prometheus.Desc
 	}{
+		snapTime:  desc("snapshot_timestamp_seconds", "Unix time of the daemon's status snapshot these values come from (the same as ntptool status --json's time)."),
+		syncState: desc("sync_state", "1 for the daemon's synchronisation state (synchronised, unsynchronised, holdover), 0 for the others.", "state"),
+		control:   desc("clock_control", "1 when the daemon changes the clock, 0 with --no-clock-control (the changes counted are then those it would have made)."),
 		synced:    desc("synchronized", "1 when the clock is synchronised (kernel TIME_OK), else 0."),
 		offset:    desc("offset_seconds", "Estimated offset of the local clock (local - true; positive: ahead)."),
 		freq:      desc("frequency_ppm", "Frequency correction applied to the clock, ppm (positive speeds it up)."),
@@ -188,6 +235,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(desc *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, v, labels...)
 	}
+	if !s.Time.IsZero() {
+		gauge(d.snapTime, float64(s.Time.UnixNano())/1e9)
+	}
+	state := s.syncState()
+	for _, st := range SyncStates {
+		gauge(d.syncState, b2f(st == state), st)
+	}
+	gauge(d.control, b2f(s.ClockControl))
 	gauge(d.synced, b2f(s.Synchronized))
 	gauge(d.offset, s.OffsetSeconds)
 	gauge(d.freq, s.FrequencyPPM)
@@ -217,6 +272,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	t := s.Totals
+	if live := c.h.live.Load(); live != nil {
+		(*live)(&t)
+	}
 	counter(d.steps, float64(t.Steps))
 	counter(d.slews, float64(t.Slews))
 	counter(d.stepped, t.SteppedSeconds)
@@ -272,6 +330,9 @@ func NewHandler(h *Holder) http.Handler {
 		case s == nil:
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "starting")
+		case !s.Synchronized && s.syncState() == SyncHoldover:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "holdover: no selectable source")
 		case !s.Synchronized:
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not synchronised")

@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
@@ -18,7 +20,8 @@ import (
 
 func sampleSnapshot() *Snapshot {
 	return &Snapshot{
-		Synchronized: true, OffsetSeconds: -0.000123, FrequencyPPM: 12.5, SkewPPM: 0.02,
+		Time:         time.Date(2026, 11, 25, 10, 0, 0, 500e6, time.UTC),
+		Synchronized: true, ClockControl: true, OffsetSeconds: -0.000123, FrequencyPPM: 12.5, SkewPPM: 0.02,
 		RootDelaySeconds: 0.0304, RootDispersionSeconds: 0.0011, RootDistanceSeconds: 0.0163,
 		Stratum: 3, Leap: 1,
 		Sources: []Source{
@@ -26,6 +29,7 @@ func sampleSnapshot() *Snapshot {
 			{Name: "pool.example", Address: "192.0.2.7:123", Reach: 0x7f, OffsetSeconds: 0.0004, DelaySeconds: 0.03, JitterSeconds: 0.0002, PollSeconds: 128, Stratum: 2, State: StateCombined},
 			{Name: "pool.example", Address: "[2001:db8::1]:123", Reach: 0x0f, OffsetSeconds: 0.2, DelaySeconds: 0.05, JitterSeconds: 0.01, PollSeconds: 64, Stratum: 1, State: StateFalseticker},
 			{Name: "b.example", Address: "198.51.100.1:123", PollSeconds: 16, Stratum: 16, State: StateUnreachable},
+			{Name: "c.example", Address: "198.51.100.2:123", Reach: 0x03, PollSeconds: 16, Stratum: 2, State: StateTooVariable},
 		},
 		Totals: Totals{
 			Steps: 1, Slews: 42, SteppedSeconds: 1.5,
@@ -48,6 +52,11 @@ type series struct {
 func want(s *Snapshot) []series {
 	g, c := dto.MetricType_GAUGE, dto.MetricType_COUNTER
 	out := []series{
+		{"ntptool_snapshot_timestamp_seconds", "", g, 1795600800.5},
+		{"ntptool_sync_state", `state="synchronised"`, g, 1},
+		{"ntptool_sync_state", `state="unsynchronised"`, g, 0},
+		{"ntptool_sync_state", `state="holdover"`, g, 0},
+		{"ntptool_clock_control", "", g, 1},
 		{"ntptool_synchronized", "", g, 1},
 		{"ntptool_offset_seconds", "", g, s.OffsetSeconds},
 		{"ntptool_frequency_ppm", "", g, s.FrequencyPPM},
@@ -196,6 +205,7 @@ func TestHealthz(t *testing.T) {
 		{"before the first snapshot", nil, 503, "starting\n"},
 		{"not synchronised", &Snapshot{Stratum: 16, Leap: 3}, 503, "not synchronised\n"},
 		{"synchronised", &Snapshot{Synchronized: true, Stratum: 2}, 200, "synchronised\n"},
+		{"holdover", &Snapshot{SyncState: SyncHoldover, Stratum: 3}, 503, "holdover: no selectable source\n"},
 		{"lost", &Snapshot{Stratum: 16, Leap: 3}, 503, "not synchronised\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,5 +239,37 @@ func TestServe(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + ln.Addr().String() + "/healthz"); err == nil {
 		t.Error("still serving after cancel")
+	}
+}
+
+// Live counters replace the snapshot's at every scrape, without writing
+// into the snapshot's maps.
+func TestLiveTotals(t *testing.T) {
+	var h Holder
+	srv := httptest.NewServer(NewHandler(&h))
+	t.Cleanup(srv.Close)
+	s := sampleSnapshot()
+	h.Set(s)
+	var n atomic.Uint64
+	h.SetLive(func(t *Totals) {
+		t.ServerRequests = 2000 + n.Add(1)
+		t.ServerDrops = map[string]uint64{"ratelimit": 9}
+	})
+	for _, wantReq := range []float64{2001, 2002} {
+		var req, drops float64
+		for _, s := range scrape(t, srv.URL) {
+			switch s.name {
+			case "ntptool_server_requests_total":
+				req = s.value
+			case "ntptool_server_drops_total":
+				drops += s.value
+			}
+		}
+		if req != wantReq || drops != 9 {
+			t.Errorf("requests %g, drops %g; want %g and 9", req, drops, wantReq)
+		}
+	}
+	if s.Totals.ServerRequests != 1000 || s.Totals.ServerDrops["ratelimit"] != 7 {
+		t.Errorf("the snapshot was changed: %+v", s.Totals)
 	}
 }

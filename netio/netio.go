@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ntptool/ntptool/clock"
@@ -117,6 +119,8 @@ const (
 type Transport struct {
 	opt     Options
 	epfd    int
+	epf     *os.File        // epfd, for the runtime's poller; nil if not pollable
+	raw     syscall.RawConn // epf's
 	wakefd  int
 	replies chan Reply
 	done    chan struct{}
@@ -176,6 +180,14 @@ func New(opt Options) (*Transport, error) {
 		done:    make(chan struct{}),
 		byID:    map[int]*socket{},
 		byToken: map[int32]*socket{},
+	}
+	// A non-blocking descriptor is registered with the runtime's poller
+	// by os.NewFile; the file then owns (and closes) epfd.
+	if err := unix.SetNonblock(epfd, true); err == nil {
+		t.epf = os.NewFile(uintptr(epfd), "epoll")
+		if raw, err := t.epf.SyscallConn(); err == nil {
+			t.raw = raw
+		}
 	}
 	go t.loop()
 	return t, nil
@@ -445,11 +457,46 @@ func (t *Transport) Close() error {
 }
 
 // loop is the epoll loop: it reads every socket and the error queues.
+//
+// It waits in the runtime's poller, not in a blocking epoll_wait: the
+// epoll descriptor is itself pollable (readable while a socket in its set
+// is ready), so the loop's goroutine parks like any network read and no
+// thread sits in a system call holding a P. A P held in a system call
+// keeps the runtime's sysmon thread polling (every 20 µs at first, then
+// backing off to 10 ms) until it retakes the P, some 40 wake-ups per
+// reply on an idle daemon; parked, the process sleeps until the next
+// packet or timer. If the poller cannot take the descriptor, the loop
+// falls back to a blocking epoll_wait.
 func (t *Transport) loop() {
 	defer t.shutdown()
 	events := make([]unix.EpollEvent, 32)
 	buf := make([]byte, rxBufLen)
 	var oob [controlBufLen]byte
+	if t.raw != nil {
+		done := false
+		err := t.raw.Read(func(fd uintptr) bool {
+			for {
+				n, err := unix.EpollWait(int(fd), events, 0)
+				switch {
+				case err == unix.EINTR:
+					continue
+				case err != nil:
+					done = true // EBADF/EINVAL: cannot happen while the transport is open
+					return true
+				case n == 0:
+					return false // park until the set is ready
+				}
+				if !t.handle(events[:n], buf, oob[:]) {
+					done = true
+					return true
+				}
+			}
+		})
+		if done || err == nil {
+			return
+		}
+		// Not pollable after all: wait in the kernel instead.
+	}
 	for {
 		n, err := unix.EpollWait(t.epfd, events, -1)
 		if err == unix.EINTR {
@@ -458,28 +505,36 @@ func (t *Transport) loop() {
 		if err != nil {
 			return // EBADF/EINVAL: cannot happen while the transport is open
 		}
-		t.mu.Lock()
-		if t.closing {
-			t.mu.Unlock()
+		if !t.handle(events[:n], buf, oob[:]) {
 			return
 		}
-		for _, ev := range events[:n] {
-			if ev.Fd == wakeToken {
-				continue
-			}
-			sk := t.byToken[ev.Fd]
-			if sk == nil {
-				continue // removed after epoll_wait returned
-			}
-			if ev.Events&unix.EPOLLERR != 0 {
-				// Always drained: a level-triggered EPOLLERR stays up
-				// while anything is queued.
-				t.readErrQueue(sk, time.Time{})
-			}
-			t.readReplies(sk, buf, oob[:])
-		}
-		t.mu.Unlock()
 	}
+}
+
+// handle reads the sockets epoll found ready; it reports false once the
+// transport is closing.
+func (t *Transport) handle(events []unix.EpollEvent, buf, oob []byte) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
+	for _, ev := range events {
+		if ev.Fd == wakeToken {
+			continue
+		}
+		sk := t.byToken[ev.Fd]
+		if sk == nil {
+			continue // removed after epoll_wait returned
+		}
+		if ev.Events&unix.EPOLLERR != 0 {
+			// Always drained: a level-triggered EPOLLERR stays up
+			// while anything is queued.
+			t.readErrQueue(sk, time.Time{})
+		}
+		t.readReplies(sk, buf, oob)
+	}
+	return true
 }
 
 // readReplies reads sk's pending datagrams (the caller holds t.mu).
@@ -530,7 +585,11 @@ func (t *Transport) shutdown() {
 	}
 	t.mu.Unlock()
 	unix.Close(t.wakefd)
-	unix.Close(t.epfd)
+	if t.epf != nil {
+		t.epf.Close()
+	} else {
+		unix.Close(t.epfd)
+	}
 	close(t.replies)
 	close(t.done)
 }

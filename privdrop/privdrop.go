@@ -109,11 +109,31 @@ var systemDirs = []string{"/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/l
 // control sockets there, and Landlock binds the hooks the daemon starts.
 var hookDirs = []string{"/run", "/var/lib", "/tmp"}
 
+// procDirs and procFiles are what the process's own metrics read
+// (process_* of the Prometheus client: /proc/PID/stat, fd, limits, and
+// the boot time in /proc/stat).
+var (
+	procDirs  = []string{"/proc/self"}
+	procFiles = []string{"/proc/stat"}
+)
+
 // PlanFor returns the plan for cfg, read from configPath (which stays
 // readable, for a reload; "" if none).
 func PlanFor(cfg *config.Config, configPath string) Plan {
+	return planFor(cfg, configPath, true)
+}
+
+// PlanWithHookHelper is PlanFor for a daemon whose hooks run in a
+// separate, privileged helper process started before the drop (package
+// hookproxy): the directories only the hooks write (/run, /var/lib,
+// /tmp) stay closed to the daemon itself.
+func PlanWithHookHelper(cfg *config.Config, configPath string) Plan {
+	return planFor(cfg, configPath, false)
+}
+
+func planFor(cfg *config.Config, configPath string, hooksHere bool) Plan {
 	p := Plan{User: cfg.Run.User, Caps: Caps(cfg)}
-	paths := &Paths{RODirs: slices.Clone(systemDirs), RWFiles: []string{"/dev/null"}}
+	paths := &Paths{RODirs: slices.Concat(systemDirs, procDirs), RWFiles: []string{"/dev/null"}, ROFiles: slices.Clone(procFiles)}
 	for _, f := range []string{cfg.DriftFile, cfg.Audit.Journal, cfg.Control.Socket} {
 		if f != "" && !slices.Contains(paths.RWDirs, filepath.Dir(f)) {
 			paths.RWDirs = append(paths.RWDirs, filepath.Dir(f))
@@ -122,8 +142,7 @@ func PlanFor(cfg *config.Config, configPath string) Plan {
 	if configPath != "" {
 		paths.ROFiles = append(paths.ROFiles, configPath)
 	}
-	h := cfg.Hooks
-	if len(h.PreStep)+len(h.PostStep)+len(h.ExternalStep) > 0 || h.DHCPRenew != "off" {
+	if hooksHere && HooksConfigured(cfg.Hooks) {
 		for _, d := range hookDirs {
 			if !slices.Contains(paths.RWDirs, d) {
 				paths.RWDirs = append(paths.RWDirs, d)
@@ -133,6 +152,16 @@ func PlanFor(cfg *config.Config, configPath string) Plan {
 	p.Landlock = paths
 	return p
 }
+
+// HooksConfigured reports whether h runs anything around steps: exec
+// hooks, or the built-in DHCP renewers.
+func HooksConfigured(h config.Hooks) bool {
+	return len(h.PreStep)+len(h.PostStep)+len(h.ExternalStep) > 0 || h.DHCPRenew != "off"
+}
+
+// LookupUser finds a user by name or numeric uid (a uid without an
+// account gets the group of the same number): the ids Apply switches to.
+func LookupUser(name string) (uid, gid int, err error) { return lookup(name) }
 
 // Result is what Apply did.
 type Result struct {
@@ -316,7 +345,7 @@ func restrictFiles(p Paths) (abi int, applied bool, notApplied []string) {
 		var present []string
 		for _, path := range paths {
 			if _, err := os.Stat(path); err != nil {
-				if slices.Contains(systemDirs, path) || slices.Contains(hookDirs, path) {
+				if slices.Contains(systemDirs, path) || slices.Contains(hookDirs, path) || slices.Contains(procDirs, path) || slices.Contains(procFiles, path) {
 					continue // not on every system (/lib32, /libx32)
 				}
 				notApplied = append(notApplied, fmt.Sprintf("Landlock: %s: %v: no access granted", path, err))

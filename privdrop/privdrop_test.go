@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,9 +66,9 @@ func TestPlanFor(t *testing.T) {
 			User: "ntptool", Caps: []cap.Value{cap.SYS_TIME},
 			Landlock: &Paths{
 				RWDirs:  []string{"/var/lib/ntptool", "/var/log/ntptool", "/run/ntptool", "/run", "/var/lib", "/tmp"},
-				RODirs:  systemDirs,
+				RODirs:  slices.Concat(systemDirs, procDirs),
 				RWFiles: []string{"/dev/null"},
-				ROFiles: []string{"/etc/ntptool.toml"},
+				ROFiles: []string{"/proc/stat", "/etc/ntptool.toml"},
 			}}},
 		{"no hooks, shared directory, no control socket", func(c *config.Config) {
 			c.Hooks.DHCPRenew = "off"
@@ -76,9 +77,9 @@ func TestPlanFor(t *testing.T) {
 			Caps: []cap.Value{cap.SYS_TIME},
 			Landlock: &Paths{
 				RWDirs:  []string{"/srv/ntp"},
-				RODirs:  systemDirs,
+				RODirs:  slices.Concat(systemDirs, procDirs),
 				RWFiles: []string{"/dev/null"},
-				ROFiles: []string{"/etc/ntptool.toml"},
+				ROFiles: []string{"/proc/stat", "/etc/ntptool.toml"},
 			}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,6 +89,14 @@ func TestPlanFor(t *testing.T) {
 				t.Errorf("(-want +got)\n%s", diff)
 			}
 		})
+	}
+	// Hooks in a helper process: their directories stay closed, the
+	// daemon's own stay open.
+	c := config.Default()
+	c.Run.User = "ntptool"
+	want := []string{"/var/lib/ntptool", "/var/log/ntptool", "/run/ntptool"}
+	if diff := cmp.Diff(want, PlanWithHookHelper(&c, "/etc/ntptool.toml").Landlock.RWDirs); diff != "" {
+		t.Errorf("with a hook helper, RWDirs (-want +got)\n%s", diff)
 	}
 }
 

@@ -3,7 +3,10 @@ package stephook
 import (
 	"encoding/json"
 	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/ntptool/ntptool/audit"
 )
 
 // Outcome is how one hook or renewal ended.
@@ -84,7 +87,11 @@ type Report struct {
 	Event   Event
 	Verdict Verdict
 	// Reason says why the verdict is Abort.
-	Reason   string
+	Reason string
+	// Hold is set with Verdict Abort when the pre-step policy is "hold":
+	// the step's owner leaves the clock alone (the engine proposes the
+	// step again at its next update) instead of slewing the offset out.
+	Hold     bool
 	Results  []Result
 	Duration time.Duration
 }
@@ -143,4 +150,25 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		After      []lifetimesJSON `json:"after"`
 	}{r.Hook, r.Name, string(r.Client), ifaces, r.Action, string(r.Outcome), errText,
 		r.Duration.Seconds(), r.Output, lifetimesOut(r.Before), lifetimesOut(r.After)})
+}
+
+// AuditHooks returns the report's results as the audit journal records
+// them (audit.Entry.Hooks): one run per result, in order, with the phase
+// of the event ("pre_step", "post_step" or "external_step"), the name
+// (the renewer instance, "dhclient[1234]", or an exec hook's program),
+// the outcome ("ok", "failed", "timeout", "skipped", "dry-run"), the error
+// and the duration. A step's entry carries its pre-step and post-step
+// runs together.
+func (r Report) AuditHooks() []audit.HookRun {
+	phase := strings.ReplaceAll(r.Event.Kind.String(), "-", "_")
+	out := make([]audit.HookRun, 0, len(r.Results))
+	for _, res := range r.Results {
+		name := res.Name
+		if res.Hook == "verify" {
+			name = "verify " + name // the check of the lifetimes after the step
+		}
+		out = append(out, audit.HookRun{Name: name, Phase: phase, Result: string(res.Outcome),
+			Error: errText(res.Err), DurationSeconds: res.Duration.Seconds()})
+	}
+	return out
 }

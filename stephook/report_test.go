@@ -5,8 +5,13 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ntptool/ntptool/audit"
 )
 
 // keys returns the sorted keys of a JSON object.
@@ -81,5 +86,41 @@ func TestJSONContract(t *testing.T) {
 	}
 	if err := json.Unmarshal(v.Verdict, &vv); err != nil || vv.Back == nil || *vv.Back != 60 || vv.Fwd != nil {
 		t.Errorf("verdict %s", v.Verdict)
+	}
+}
+
+// TestAuditHooks: every hook run of a report becomes one audit journal
+// hook run, in order, with its phase, name, result, error and duration.
+func TestAuditHooks(t *testing.T) {
+	rep := Report{Event: Event{Kind: PostStep, Step: -time.Hour}, Results: []Result{
+		{Hook: "renew", Name: "dhclient[500]", Client: DHClient, Outcome: OK, Duration: 150 * time.Millisecond},
+		{Hook: "verify", Name: "udhcpc[300]", Client: UDHCPC, Outcome: Failed, Err: errors.New("still not renewed: 192.0.2.10/24 on eth0 (valid_lft 20 s)"), Duration: time.Second},
+		{Hook: "exec", Name: "/usr/local/bin/notify", Outcome: TimedOut, Err: errors.New("killed after hooks.timeout 10s"), Duration: 10 * time.Second},
+		{Hook: "exec", Name: "/bin/true", Outcome: Skipped, Err: errors.New("skipped: an earlier hook failed and the policy is abort")},
+	}}
+	want := []audit.HookRun{
+		{Name: "dhclient[500]", Phase: "post_step", Result: "ok", DurationSeconds: 0.15},
+		{Name: "verify udhcpc[300]", Phase: "post_step", Result: "failed", Error: "still not renewed: 192.0.2.10/24 on eth0 (valid_lft 20 s)", DurationSeconds: 1},
+		{Name: "/usr/local/bin/notify", Phase: "post_step", Result: "timeout", Error: "killed after hooks.timeout 10s", DurationSeconds: 10},
+		{Name: "/bin/true", Phase: "post_step", Result: "skipped", Error: "skipped: an earlier hook failed and the policy is abort"},
+	}
+	if diff := cmp.Diff(want, rep.AuditHooks()); diff != "" {
+		t.Errorf("hook runs (-want +got)\n%s", diff)
+	}
+	for kind, phase := range map[Kind]string{PreStep: "pre_step", ExternalStep: "external_step"} {
+		got := Report{Event: Event{Kind: kind}, Results: []Result{{Hook: "exec", Name: "/x", Outcome: DryRun}}}.AuditHooks()
+		if len(got) != 1 || got[0].Phase != phase || got[0].Result != "dry-run" {
+			t.Errorf("%v: %+v", kind, got)
+		}
+	}
+	// The journal's line keeps them (a step entry, as the daemon and
+	// ntptool step write it).
+	e := audit.StepEntry(utc("2026-12-01T10:00:00Z"), -time.Hour, "ntptool step --by -1h", nil, want[:1], true)
+	b, err := json.Marshal(e)
+	if err != nil || !strings.Contains(string(b), `"hooks":[{"name":"dhclient[500]","phase":"post_step","result":"ok","duration_seconds":0.15}]`) {
+		t.Errorf("entry %s (%v)", b, err)
+	}
+	if got := (Report{Event: Event{Kind: PreStep}}).AuditHooks(); got == nil || len(got) != 0 {
+		t.Errorf("no results: %#v, want an empty list", got)
 	}
 }

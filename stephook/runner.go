@@ -85,9 +85,12 @@ func New(cfg config.Hooks, opt Options) (*Runner, error) {
 	case "slew":
 		r.cfg.OnFailure = "abort"
 	}
-	for _, p := range []string{r.cfg.OnFailure, cfg.PostStepOnFailure, cfg.ExternalStepOnFailure} {
-		if !slices.Contains([]string{"auto", "proceed", "abort"}, p) {
-			return nil, fmt.Errorf("%w: failure policy %q: want auto, proceed or abort", ErrConfig, p)
+	if !slices.Contains([]string{"auto", "proceed", "abort", "hold"}, r.cfg.OnFailure) {
+		return nil, fmt.Errorf("%w: on_failure %q: want auto, proceed, abort or hold", ErrConfig, r.cfg.OnFailure)
+	}
+	for _, p := range []string{cfg.PostStepOnFailure, cfg.ExternalStepOnFailure} {
+		if !slices.Contains([]string{"proceed", "abort"}, p) {
+			return nil, fmt.Errorf("%w: failure policy %q: want proceed or abort", ErrConfig, p)
 		}
 	}
 	return r, nil
@@ -191,15 +194,18 @@ func (r *Runner) run(ctx context.Context, ev Event, dry bool) Report {
 	rep.Results = append(rep.Results, renewals...)
 
 	policy := r.policy(ev.Kind)
+	// hold aborts as abort does; the step's owner then holds the clock
+	// instead of slewing (Report.Hold).
+	abortAny := policy == "abort" || policy == "hold"
 	for i, res := range renewals {
 		if res.Outcome != Failed && res.Outcome != TimedOut || rep.Verdict == Abort {
 			continue
 		}
 		j := jobs[i]
-		switch policy {
-		case "abort":
+		switch {
+		case abortAny:
 			rep.Verdict, rep.Reason = Abort, fmt.Sprintf("renewal by %s failed: %v", res.Name, res.Err)
-		case "auto":
+		case policy == "auto":
 			// Abort only when the address would outlive no renewal: a
 			// wall-clock client that was not renewed, and a backward step
 			// beyond its margin (or one we cannot measure).
@@ -222,10 +228,11 @@ func (r *Runner) run(ctx context.Context, ev Event, dry bool) Report {
 		}
 		res := r.exec(ctx, ev, argv, dry)
 		rep.Results = append(rep.Results, res)
-		if (res.Outcome == Failed || res.Outcome == TimedOut) && policy == "abort" && rep.Verdict != Abort {
+		if (res.Outcome == Failed || res.Outcome == TimedOut) && abortAny && rep.Verdict != Abort {
 			rep.Verdict, rep.Reason = Abort, fmt.Sprintf("hook %d (%s) %s: %v", i, argv[0], res.Outcome, res.Err)
 		}
 	}
+	rep.Hold = rep.Verdict == Abort && policy == "hold"
 	rep.Duration = r.sys.now().Sub(start)
 	for _, res := range rep.Results {
 		r.logResult(ev.Kind, res)
@@ -238,8 +245,8 @@ func (r *Runner) run(ctx context.Context, ev Event, dry bool) Report {
 	return rep
 }
 
-// policy returns the failure policy of an event: "auto", "proceed" or
-// "abort".
+// policy returns the failure policy of an event: "auto", "proceed",
+// "abort" or (pre-step only) "hold".
 func (r *Runner) policy(k Kind) string {
 	switch k {
 	case PreStep:

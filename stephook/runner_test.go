@@ -252,6 +252,11 @@ func TestRunPolicy(t *testing.T) {
 		{"abort, hook failed", PreStep, time.Second, "abort", setups[UDHCPC], [][]string{ok, fail, ok}, want{Abort, []Outcome{OK, OK, Failed, Skipped}}},
 		{"abort, hook timed out", PreStep, time.Second, "abort", setups[UDHCPC], [][]string{slow, ok}, want{Abort, []Outcome{OK, TimedOut, Skipped}}},
 		{"abort, all fine", PreStep, time.Second, "abort", setups[UDHCPC], [][]string{ok}, want{Proceed, []Outcome{OK, OK}}},
+		// hold decides as abort does; the report tells the owner to hold.
+		{"hold, hook failed", PreStep, time.Second, "hold", setups[UDHCPC], [][]string{ok, fail, ok}, want{Abort, []Outcome{OK, OK, Failed, Skipped}}},
+		{"hold, hook timed out", PreStep, -time.Hour, "hold", setups[UDHCPC], [][]string{slow}, want{Abort, []Outcome{OK, TimedOut}}},
+		{"hold, dhclient failed, forward", PreStep, time.Hour, "hold", failing, [][]string{ok}, want{Abort, []Outcome{Failed, Skipped}}},
+		{"hold, all fine", PreStep, -time.Hour, "hold", setups[UDHCPC], [][]string{ok}, want{Proceed, []Outcome{OK, OK}}},
 		{"post-step abort", PostStep, time.Second, "abort", setups[UDHCPC], [][]string{fail, ok}, want{Abort, []Outcome{OK, Failed, Skipped}}},
 		{"post-step proceed", PostStep, time.Second, "proceed", setups[UDHCPC], [][]string{fail, ok}, want{Proceed, []Outcome{OK, Failed, OK}}},
 		{"external-step abort", ExternalStep, time.Second, "abort", setups[UDHCPC], [][]string{fail, ok}, want{Abort, []Outcome{OK, Failed, Skipped}}},
@@ -280,6 +285,9 @@ func TestRunPolicy(t *testing.T) {
 			if (rep.Verdict == Abort) != (rep.Reason != "") {
 				t.Errorf("verdict %v with reason %q", rep.Verdict, rep.Reason)
 			}
+			if wantHold := tt.policy == "hold" && rep.Verdict == Abort; rep.Hold != wantHold {
+				t.Errorf("policy %s, verdict %v: hold %v, want %v", tt.policy, rep.Verdict, rep.Hold, wantHold)
+			}
 			for _, res := range rep.Results {
 				if res.Outcome == TimedOut && (res.Err == nil || !strings.Contains(res.Err.Error(), "hooks.timeout 200ms")) {
 					t.Errorf("timed out with error %v", res.Err)
@@ -294,7 +302,9 @@ func TestRunPolicy(t *testing.T) {
 
 func TestExecEnvironment(t *testing.T) {
 	dir := t.TempDir()
-	env := script(t, dir, "env", `env | grep '^NTPTOOL_' | sort; echo "args: $*"`)
+	// Only the event's variables: the daemon's own environment (CI sets
+	// NTPTOOL_PEERS and the like) is inherited and not under test here.
+	env := script(t, dir, "env", `env | grep -E '^NTPTOOL_(EVENT|NEW_TIME|OLD_TIME|REASON|STEP_SECONDS)=' | sort; echo "args: $*"`)
 	h := hooksConfig()
 	h.PostStep = [][]string{{env, "a b", "c"}}
 	var logs bytes.Buffer
@@ -366,6 +376,8 @@ func TestNewRejects(t *testing.T) {
 		func(h *config.Hooks) { h.Timeout.Duration = 0 },
 		func(h *config.Hooks) { h.DHCPRenew = "pump" },
 		func(h *config.Hooks) { h.OnFailure = "later" },
+		func(h *config.Hooks) { h.PostStepOnFailure = "hold" }, // the step is made: nothing to hold
+		func(h *config.Hooks) { h.ExternalStepOnFailure = "auto" },
 		func(h *config.Hooks) { h.PostStep = [][]string{{}} },
 	} {
 		h := config.Default().Hooks
@@ -377,7 +389,7 @@ func TestNewRejects(t *testing.T) {
 }
 
 func TestPolicyAliases(t *testing.T) {
-	for alias, want := range map[string]string{"step": "proceed", "slew": "abort", "auto": "auto"} {
+	for alias, want := range map[string]string{"step": "proceed", "slew": "abort", "auto": "auto", "hold": "hold"} {
 		h := config.Default().Hooks
 		h.OnFailure = alias
 		r, err := New(h, Options{})

@@ -34,7 +34,9 @@ func (f *socketFlags) path() (string, error) {
 	if f.config == "" {
 		return config.Default().Control.Socket, nil
 	}
-	c, err := config.Load(f.config)
+	// The daemon's own file: TOML, or an ntp.conf or chrony.conf run as
+	// it is (whose socket is then the default).
+	c, _, err := config.LoadAny(f.config)
 	if err != nil {
 		return "", &exitError{code: exitUsage, err: err}
 	}

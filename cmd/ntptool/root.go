@@ -49,8 +49,9 @@ replaces ntpd and chronyd, with step hooks that keep DHCP leases alive) and
 answers questions about it (status, sources, wait-sync), checks clock offsets
 against NTP servers (query, check), serves NTP to a LAN (serve), checks and
 imports configurations (config), inspects and renews DHCP leases around clock
-steps (lease, renew), prints and verifies the audit journal (audit), and runs
-its engine against a simulated clock and network (sim).
+steps (lease, renew), steps the clock by hand or sets it once at boot with
+those hooks (step, sync --once), prints and verifies the audit journal
+(audit), and runs its engine against a simulated clock and network (sim).
 
 Examples:
   ntptool run --config /etc/ntptool.toml   # the daemon (or --config /etc/chrony/chrony.conf)
@@ -62,7 +63,9 @@ Examples:
   ntptool config import /etc/chrony/chrony.conf > /etc/ntptool.toml
   ntptool sim bench/sim/A1.toml
   ntptool status; ntptool sources -v    # ask the running daemon (chronyc tracking/sources)
-  ntptool wait-sync --timeout 2m        # boot ordering: wait until synchronised`,
+  ntptool wait-sync --timeout 2m        # boot ordering: wait until synchronised
+  ntptool step --by -1h --dry-run       # a safe manual step: the hooks it would run
+  ntptool sync --once --config /etc/ntptool.toml   # like ntpdate / chronyd -q at boot`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -76,12 +79,19 @@ Examples:
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(devCommands()...)
 	root.AddCommand(newRunCmd(), newStatusCmd(), newSourcesCmd(), newWaitSyncCmd())
+	root.AddCommand(newStepCmd(realHostClock()), newSyncCmd(realHostClock()))
+	root.AddCommand(newHookHelperCmd())
 	return root
 }
 
 // run executes the command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	return execute(ctx, newRootCmd(stdout, stderr), args, stderr)
+}
+
+// execute runs root's command line args and returns the exit code (tests
+// run command trees whose clock is simulated through it).
+func execute(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

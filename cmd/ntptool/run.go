@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -78,29 +79,9 @@ func runDaemon(cmd *cobra.Command, f runFlags) error {
 	if f.logFormat != "" {
 		format = f.logFormat
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return usageError("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	var handler slog.Handler
-	switch format {
-	case "json":
-		handler = slog.NewJSONHandler(cmd.ErrOrStderr(), opts)
-	case "text":
-		handler = slog.NewTextHandler(cmd.ErrOrStderr(), opts)
-	default:
-		return usageError("--log-format %q: want text or json", format)
-	}
-	if format == "text" && !isTerminal(cmd.ErrOrStderr()) {
-		// Under a service manager the journal stamps the time itself.
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.Attr{}
-			}
-			return a
-		}
-		handler = slog.NewTextHandler(cmd.ErrOrStderr(), opts)
+	handler, err := logHandler(cmd.ErrOrStderr(), format, level)
+	if err != nil {
+		return err
 	}
 	reload := make(chan struct{}, 1)
 	hup := make(chan os.Signal, 1)
@@ -114,8 +95,10 @@ func runDaemon(cmd *cobra.Command, f runFlags) error {
 			}
 		}
 	}()
-	err := daemon.Run(cmd.Context(), daemon.RunOptions{
+	err = daemon.Run(cmd.Context(), daemon.RunOptions{
 		ConfigPath: f.config, NoClockControl: f.noClockControl, Logger: slog.New(handler), Reload: reload,
+		// The same binary, whatever its path; started before the drop.
+		HookHelper: []string{"/proc/self/exe", hookHelperCmd, "--log-format", format, "--log-level", level},
 	})
 	switch {
 	case err == nil:
@@ -126,6 +109,33 @@ func runDaemon(cmd *cobra.Command, f runFlags) error {
 		return &exitError{code: exitFailure, err: err}
 	}
 	return err
+}
+
+// logHandler is the daemon's log handler: format "text" or "json" at
+// level; text without timestamps when w is no terminal (the service
+// manager's journal stamps the time itself).
+func logHandler(w io.Writer, format, level string) (slog.Handler, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	case "text":
+	default:
+		return nil, usageError("--log-format %q: want text or json", format)
+	}
+	if !isTerminal(w) {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.NewTextHandler(w, opts), nil
 }
 
 // isTerminal reports whether w is a terminal.

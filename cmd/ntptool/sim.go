@@ -51,7 +51,8 @@ Scenario keys:
   [hooks]     seconds (how long the pre-step hooks take: a step is
               committed that long after it is proposed, with the offset
               valid then), fail = true (they fail; the client's
-              hooks.on_failure = "abort" cancels the step: slewed instead)
+              hooks.on_failure = "abort" cancels the step: slewed instead;
+              "hold" cancels it and leaves the clock alone)
   [client]    config (ntptool TOML; its sources name the servers s1, s2, ...)`,
 		Example: `  ntptool sim bench/sim/A1.toml
   ntptool sim bench/sim/D1.toml --seeds 1-5 --json | jq .median

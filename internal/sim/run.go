@@ -53,13 +53,16 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 	var e *daemon.Engine
 	rearm := func() {}
 	// The pre-step hooks take sc.Hooks.Seconds; then the step is
-	// committed, or, when they fail and the client's policy aborts the
-	// step ("abort", or its old name "slew"), cancelled: the engine slews
-	// instead.
+	// committed, or, when they fail and the client's policy cancels the
+	// step, cancelled: with "abort" (or its old name "slew") the engine
+	// slews instead, with "hold" it leaves the clock alone. ("auto" aborts
+	// only for a failed renewal of a wall-clock DHCP client, which is not
+	// simulated: the step is made.)
 	propose := func(daemon.StepProposal) {
 		s.At(s.Now()+durationS(sc.Hooks.Seconds), func() {
-			if policy := sc.client.Hooks.OnFailure; sc.Hooks.Fail && (policy == "abort" || policy == "slew") {
-				e.CancelStep(errors.New("a pre-step hook failed (simulated)"), false)
+			policy := sc.client.Hooks.OnFailure
+			if sc.Hooks.Fail && (policy == "abort" || policy == "slew" || policy == "hold") {
+				e.CancelStep(errors.New("a pre-step hook failed (simulated)"), policy == "hold")
 			} else {
 				before := s.Client().Offset()
 				if res, err := e.CommitStep(); err == nil && sc.OnCommit != nil {
@@ -76,6 +79,7 @@ func (sc *Scenario) run(seed int, trace io.Writer, inspect func(*Sim)) (Metrics,
 		SaveDrift:      sc.SaveDrift,
 		OnStepProposal: propose,
 		Logger:         sc.Logger,
+		OnClockChange:  sc.OnClockChange,
 	})
 	if err != nil {
 		return Metrics{}, daemon.Status{}, err

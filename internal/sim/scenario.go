@@ -27,7 +27,8 @@ import (
 // down = true (it stops answering), up = true (it answers again); [hooks]
 // seconds (how long the pre-step hooks take before a step is committed),
 // fail (they fail: the client's hooks.on_failure = "abort" cancels the
-// step, and the engine slews instead); [client]
+// step and the engine slews instead, "hold" cancels it and leaves the
+// clock alone); [client]
 // config (the client's TOML, whose sources name the servers s1, s2, … in
 // order).
 type Scenario struct {
@@ -76,6 +77,9 @@ type Scenario struct {
 	// before it. Neither has a key in the file.
 	WrapKernel func(clock.Kernel) clock.Kernel                    `toml:"-"`
 	OnCommit   func(res daemon.StepResult, offsetBeforeS float64) `toml:"-"`
+	// OnClockChange, when not nil, receives the engine's clock changes
+	// (daemon.Options.OnClockChange); it has no key in the file.
+	OnClockChange func(daemon.ClockChange) `toml:"-"`
 
 	// Derived by LoadScenario.
 	client *config.Config
