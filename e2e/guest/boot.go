@@ -42,6 +42,8 @@ type g struct {
 	queryTimes []float64
 	// daemonLogDone is closed once the daemon's log is all written.
 	daemonLogDone chan struct{}
+	// daemonPID is the PID of the daemon startDaemon started last.
+	daemonPID int
 }
 
 func (s *g) queriesSince(t float64) int {

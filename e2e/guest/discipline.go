@@ -40,9 +40,11 @@ const (
 	chronyConf  = "/etc/chrony.conf"
 	chronyDrift = "/var/lib/chrony/chrony.drift"
 	ntptoolConf = "/etc/ntptool.toml"
-	ntptoolDrft = "/var/lib/ntptool/drift"
-	ntptoolDmn  = "/bin/ntptoold" // symlink to ntptool
-	daemonLog   = "/tmp/daemon.log"
+	// auditJournal is the configurations' [audit] journal.
+	auditJournal = "/var/log/ntptool/audit.jsonl"
+	ntptoolDrft  = "/var/lib/ntptool/drift"
+	ntptoolDmn   = "/bin/ntptoold" // symlink to ntptool
+	daemonLog    = "/tmp/daemon.log"
 )
 
 func scenarioChrony(s *g) error {
@@ -61,7 +63,12 @@ func scenarioChrony(s *g) error {
 // scenarioNtptoolDiscipline runs ntptool's daemon (scenarios 1, 2 and the
 // ntptool half of 5: they differ only in the Spec).
 func scenarioNtptoolDiscipline(s *g) error {
-	return s.discipline(daemon{
+	return s.discipline(ntptoolDaemon())
+}
+
+// ntptoolDaemon is ntptool run as the discipline scenarios start it.
+func ntptoolDaemon() daemon {
+	return daemon{
 		Comm:       "ntptoold",
 		Argv:       []string{ntptoolDmn, "run", "--config", ntptoolConf},
 		ConfigPath: ntptoolConf,
@@ -82,11 +89,11 @@ func scenarioNtptoolDiscipline(s *g) error {
 				}
 			}
 			s.rep.Facts["hooks_ran"] = strings.Join(ran, ",")
-			if b, err := os.ReadFile("/var/log/ntptool/audit.jsonl"); err == nil {
+			if b, err := os.ReadFile(auditJournal); err == nil {
 				s.rep.Facts["audit_journal"] = tail(string(b), 40)
 			}
 		},
-	})
+	}
 }
 
 // discipline: measure the guest's own rate, inject the Spec's offset and
@@ -369,6 +376,7 @@ func (s *g) startDaemon(argv []string) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	pw.Close()
+	s.daemonPID = cmd.Process.Pid
 	done := make(chan struct{})
 	s.daemonLogDone = done
 	go func() {

@@ -278,3 +278,18 @@ func TestLogStamp(t *testing.T) {
 		})
 	}
 }
+
+func TestParseProcStatus(t *testing.T) {
+	text := "Name:\tntptoold\nUid:\t0\t101\t101\t101\nCapEff:\t0000000002000000\nbroken line\nGroups:\t\n"
+	got := parseProcStatus(text)
+	tests := []struct{ key, want string }{
+		{"Name", "ntptoold"}, {"Uid", "0 101 101 101"}, {"CapEff", "0000000002000000"}, {"Groups", ""}, {"broken line", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			if got[tc.key] != tc.want {
+				t.Errorf("%s = %q, want %q", tc.key, got[tc.key], tc.want)
+			}
+		})
+	}
+}

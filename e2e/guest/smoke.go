@@ -19,6 +19,7 @@ var scenarios = map[string]func(*g) error{
 	"dhcp-noh":          scenarioDHCPNoHooks,
 	"dhcp-hooks":        scenarioDHCPHooks,
 	"dhcp-external":     scenarioDHCPExternal,
+	"least-priv":        scenarioLeastPriv,
 }
 
 // scenarioSmoke proves the guest's clock control and the measurement: it

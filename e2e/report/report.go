@@ -72,6 +72,9 @@ type Spec struct {
 	RateWindowSeconds float64 `json:"rate_window_seconds"`
 	// RunSeconds is how long the daemon under test runs.
 	RunSeconds float64 `json:"run_seconds"`
+	// RestartSeconds is how long the least-privilege scenario watches
+	// the daemon after its restart from the drift file.
+	RestartSeconds float64 `json:"restart_seconds,omitempty"`
 	// RMSWindowSeconds is the final part of the run over which the offset
 	// RMS and the residual rate are measured.
 	RMSWindowSeconds float64 `json:"rms_window_seconds"`
