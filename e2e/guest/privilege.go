@@ -12,9 +12,6 @@ import (
 	"time"
 )
 
-// capSysTime is CAP_SYS_TIME's bit in /proc/PID/status's capability masks.
-const capSysTime = 1 << 25
-
 // scenarioLeastPriv is issue 10's scenario 6: ntptool run started as root
 // with [run] user = "ntptool" keeps only CAP_SYS_TIME (every thread: Linux
 // keeps credentials per thread) and still disciplines the clock as in
