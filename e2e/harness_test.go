@@ -296,10 +296,11 @@ func TestExpectations(t *testing.T) {
 			r.Set("daemon_threads_with_other_creds", 3)
 			r.Set("restart_first_freq_vs_drift_ppm", 200)
 			r.Set("restart_max_freq_vs_drift_ppm", 200)
-			r.Facts["restart_daemon_log"] = "level=INFO msg=\"clock stepped\" step_seconds=0.2"
+			r.Facts["restart_daemon_log"] = "level=INFO msg=\"clock stepped\" step_seconds=0.2\nlevel=ERROR msg=\"audit journal: entry not written\""
 		}), privSpec), []string{"ntptool run switched to user ntptool (euid)", "CapEff: only CAP_SYS_TIME", "hook helper: root without CAP_SYS_TIME",
 			"kernel maxerror ≥ max |offset| measured, < 100 ms", "kernel esterror > 0 and ≤ maxerror", "every thread the same (of daemon_threads)",
-			"to the drift file's (±0.5 ppm)", "no frequency transient: max |freq − drift|, 90 s (≤ 5 ppm)", "no step after the restart"}},
+			"to the drift file's (±0.5 ppm)", "no frequency transient: max |status freq − drift|, 90 s (≤ 5 ppm)", "no step after the restart",
+			"no journal write failed"}},
 		{"external, good", expectDHCPExternal(externalReport(), extSpec), nil},
 		{"external, not detected, address lost", expectDHCPExternal(with(externalReport(), func(r *report.Report) {
 			delete(r.Metrics, "external_step_ack_seconds")

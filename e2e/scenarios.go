@@ -439,11 +439,16 @@ func expectLeastPriv(r *report.Report, sp report.Spec) []check {
 		metric(r, "drift_freq_error_ppm", fmt.Sprintf("it holds the learned frequency (±%.0f)", tol), "%+.2f ppm", 1, func(v float64) bool { return math.Abs(v) <= tol }),
 		metric(r, "restart_freq_set_seconds", "restart: kernel frequency set within 2 s", "%.2f s", 1, func(v float64) bool { return v <= 2 }),
 		metric(r, "restart_first_freq_vs_drift_ppm", "to the drift file's (±0.5 ppm)", "%+.3f ppm", 1, func(v float64) bool { return math.Abs(v) <= 0.5 }),
-		metric(r, "restart_max_freq_vs_drift_ppm", fmt.Sprintf("no frequency transient: max |freq − drift|, %.0f s (≤ 5 ppm)", sp.RestartSeconds), "%.2f ppm", 1,
+		metric(r, "restart_max_freq_vs_drift_ppm", fmt.Sprintf("no frequency transient: max |status freq − drift|, %.0f s (≤ 5 ppm)", sp.RestartSeconds), "%.2f ppm", 1,
 			func(v float64) bool { return v <= 5 }),
+		metric(r, "restart_max_kernel_rate_vs_drift_ppm", "the kernel's rate meanwhile (freq and slews), max |− drift|", "%.2f ppm", 1, nil),
 		metric(r, "restart_max_abs_offset_seconds", "max |offset| after the restart < 5 ms", "%.3f ms", 1e3, func(v float64) bool { return v < 5e-3 }),
 		check{Expect: "no step after the restart", Measured: fmt.Sprintf("%d steps logged", restartSteps), Status: status(restartSteps == 0 && r.Facts["restart_daemon_log"] != "")},
 		fact(r, "restart_capeff", "restarted daemon: only CAP_SYS_TIME", capSysTimeOnly),
+		check{Expect: "the step is in the audit journal (written as ntptool)", Measured: firstLine(grepLine(r.Facts["audit_journal"], journalStep)),
+			Status: status(grepLine(r.Facts["audit_journal"], journalStep) != "")},
+		check{Expect: "no journal write failed", Measured: firstLine(grepLine(r.Facts["daemon_log"]+"\n"+r.Facts["restart_daemon_log"], "entry not written")),
+			Status: status(grepLine(r.Facts["daemon_log"]+"\n"+r.Facts["restart_daemon_log"], "entry not written") == "")},
 	}
 }
 

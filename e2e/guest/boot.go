@@ -179,7 +179,7 @@ func (s *g) boot() error {
 	kv, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	s.rep.Facts["kernel"] = strings.TrimSpace(string(kv))
 	for _, d := range []string{"/var/run", "/var/lib/dhcp", "/var/lib/chrony", "/var/lib/ntptool", "/var/log/ntptool", "/run/chrony", "/run/ntptool", "/etc", "/var/lib/dhcpcd", "/run/dhcpcd"} {
-		_ = os.MkdirAll(d, 0o750)
+		_ = os.MkdirAll(d, 0o755) // as on Debian: /var/log too, which the run user must traverse
 	}
 	// busybox provides the shell utilities; dash is /bin/sh because
 	// Debian's busybox runs its own applets before $PATH (its ip lacks

@@ -42,9 +42,11 @@ const (
 	ntptoolConf = "/etc/ntptool.toml"
 	// auditJournal is the configurations' [audit] journal.
 	auditJournal = "/var/log/ntptool/audit.jsonl"
-	ntptoolDrft  = "/var/lib/ntptool/drift"
-	ntptoolDmn   = "/bin/ntptoold" // symlink to ntptool
-	daemonLog    = "/tmp/daemon.log"
+	// controlSocket is the configurations' [control] socket.
+	controlSocket = "/run/ntptool/control.sock"
+	ntptoolDrft   = "/var/lib/ntptool/drift"
+	ntptoolDmn    = "/bin/ntptoold" // symlink to ntptool
+	daemonLog     = "/tmp/daemon.log"
 )
 
 func scenarioChrony(s *g) error {
