@@ -73,7 +73,7 @@ func TestSelectScenarios(t *testing.T) {
 	}
 	run, skipped := names(sel)
 	want := []string{"smoke", "discipline", "slew", "chrony", "ntptool-vs-chrony", "dhcp-noh", "dhcp-noh-udhcpc", "dhcp-noh-dhcpcd",
-		"dhcp-external", "dhcp-external-udhcpc", "dhcp-external-dhcpcd", "least-priv", "dhcp-hooks", "dhcp-hooks-udhcpc", "dhcp-hooks-dhcpcd"}
+		"dhcp-external", "dhcp-external-udhcpc", "dhcp-external-dhcpcd", "least-priv", "dhcp-hooks", "dhcp-hooks-back", "dhcp-hooks-udhcpc", "dhcp-hooks-dhcpcd"}
 	if diff := cmp.Diff(want, run); diff != "" {
 		t.Errorf("default run (-want +got):\n%s", diff)
 	}
@@ -285,7 +285,7 @@ func TestExpectations(t *testing.T) {
 			r.Facts["step_forward_1d_exit"] = "3"
 			r.Facts["audit_journal"] = `{"seq":1,"kind":"step"}`
 		}), hooksSpec), []string{"-1h: address kept", "-1h: watched ≥ 140 s (valid_lft 120 s)", "-1h: its hooks renewed the lease",
-			"ntptool step --by +24h exits 0", "both steps are in the audit journal"}},
+			"ntptool step --by +24h exits 0", "the 2 steps are in the audit journal"}},
 		{"least-priv, good", expectLeastPriv(leastPrivReport(), privSpec), nil},
 		{"least-priv, all caps kept, helper with CAP_SYS_TIME, dishonest maxerror, relearned", expectLeastPriv(with(leastPrivReport(), func(r *report.Report) {
 			r.Facts["daemon_euid"] = "0"
@@ -301,6 +301,14 @@ func TestExpectations(t *testing.T) {
 			"kernel maxerror ≥ max |offset| measured, < 100 ms", "kernel esterror > 0 and ≤ maxerror", "every thread the same (of daemon_threads)",
 			"to the drift file's (±0.5 ppm)", "no frequency transient: max |status freq − drift|, 90 s (≤ 5 ppm)", "no step after the restart",
 			"no journal write failed"}},
+		{"hooks, the backward step only", expectDHCPHooks(with(hooksReport(), func(r *report.Report) {
+			r.Facts["audit_journal"] = `{"seq":1,"kind":"step","delta_seconds":-3600}`
+			r.Set("survived_back_1h_seconds", 140.5)
+		}), specOf(t, "dhcp-hooks-back", options{Quick: true})), nil},
+		{"hooks, the backward step only, lost", expectDHCPHooks(with(hooksReport(), func(r *report.Report) {
+			r.Facts["lost_back_1h"] = "true"
+			r.Set("survived_back_1h_seconds", 118)
+		}), specOf(t, "dhcp-hooks-back", options{Quick: true})), []string{"-1h: address kept", "-1h: watched ≥ 130 s (valid_lft 120 s)"}},
 		{"external, good", expectDHCPExternal(externalReport(), extSpec), nil},
 		{"external, not detected, address lost", expectDHCPExternal(with(externalReport(), func(r *report.Report) {
 			delete(r.Metrics, "external_step_ack_seconds")

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ntptool/ntptool/e2e/report"
 )
 
 // watchFor is how long a DHCP scenario with hooks watches the address
@@ -45,7 +47,8 @@ func scenarioDHCPHooks(s *g) error {
 	if err := os.WriteFile(ntptoolConf, []byte(s.spec.Config), 0o644); err != nil {
 		return err
 	}
-	for _, ph := range []struct{ name, by string }{{"back_1h", "-1h"}, {"forward_1d", "+24h"}} {
+	for _, by := range s.spec.Steps() {
+		ph := struct{ name, by string }{report.StepPhase(by), by}
 		if err := s.checkGuest(); err != nil {
 			return err
 		}
