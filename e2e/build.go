@@ -107,8 +107,8 @@ func (e *env) baseArchive(k *kernel, b binaries) (string, error) {
 	}
 	files := map[string]string{
 		"e2e/modules.order": strings.Join(order, " ") + "\n",
-		"etc/passwd":        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-		"etc/group":         "root:x:0:\nnogroup:x:65534:\n",
+		"etc/passwd":        "root:x:0:0:root:/root:/bin/sh\nntptool:x:101:101:ntptool:/nonexistent:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+		"etc/group":         "root:x:0:\nntptool:x:101:\nnogroup:x:65534:\n",
 		"etc/hosts":         "127.0.0.1 localhost\n",
 	}
 	for p, c := range files {

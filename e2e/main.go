@@ -362,6 +362,7 @@ func printComparison(w io.Writer, reps map[string]*report.Report) {
 		label, name, format string
 		scale               float64
 	}{
+		{"step made at", "first_step_seconds", "%.1f s", 1},
 		{"time to |offset| < 5 ms", "time_to_5ms_seconds", "%.1f s", 1},
 		{"settled < 5 ms from", "settle_5ms_seconds", "%.1f s", 1},
 		{"samples ≥ 5 ms after first below", "samples_over_5ms_after_first", "%.0f", 1},
@@ -370,7 +371,9 @@ func printComparison(w io.Writer, reps map[string]*report.Report) {
 		{"frequency error", "freq_error_ppm", "%+.2f ppm", 1},
 		{"residual rate, last window", "residual_rate_ppm", "%+.2f ppm", 1},
 		{"steps", "steps", "%.0f", 1},
+		{"drift file's frequency error", "drift_freq_error_ppm", "%+.2f ppm", 1},
 		{"adjtimex writes per poll", "adjtimex_writes_per_poll", "%.2f", 1},
+		{"adjtimex reads per poll", "adjtimex_reads_per_poll", "%.2f", 1},
 		{"guest's own rate (free run)", "free_rate_ppm", "%+.2f ppm", 1},
 	} {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.label, cell(c, f.name, f.format, f.scale), cell(n, f.name, f.format, f.scale))

@@ -55,6 +55,7 @@ func (r *Runner) renewJob(ctx context.Context, j *job, dry bool) Result {
 	res := Result{Hook: "renew", Name: j.c.name(), Client: j.c.kind, Interfaces: j.ifaces}
 	start := r.sys.now()
 	all, err := r.sys.addrs()
+	read := r.sys.now() // when Before was read: it decays from there
 	if err == nil {
 		res.Before = lifetimesOf(all, j.addrs)
 	}
@@ -82,7 +83,7 @@ func (r *Runner) renewJob(ctx context.Context, j *job, dry bool) Result {
 		return res
 	}
 	if err == nil {
-		err = r.confirm(ctx, j, res.Before)
+		err = r.confirm(ctx, j, res.Before, read)
 	}
 	if all, aerr := r.sys.addrs(); aerr == nil {
 		res.After = lifetimesOf(all, j.addrs)
@@ -120,13 +121,19 @@ func findAddr(all []Addr, iface string, p interface{ String() string }) (Addr, b
 	return Addr{}, false
 }
 
-// refreshed reports whether an address's lifetime was renewed: it grew by
-// a second or more, or it is within 2 s of the lease time.
-func refreshed(before, after Lifetimes, leaseTime time.Duration) bool {
+// refreshed reports whether an address's lifetime was renewed, elapsed
+// after before was read: it is a second or more above where it would have
+// decayed to (before − elapsed), or within 2 s of the lease time. The
+// kernel counts valid_lft in whole seconds, so without a renewal after +
+// elapsed stays below before + 1 s; with one it passes that within about a
+// second even when before was already the full lease (a renewal right
+// after another: the post-step one after the pre-step one, udhcpc, whose
+// lease time is not known here).
+func refreshed(before, after Lifetimes, leaseTime, elapsed time.Duration) bool {
 	switch {
 	case after.Valid == Forever:
 		return true
-	case before.Valid != Forever && after.Valid >= before.Valid+time.Second:
+	case before.Valid != Forever && after.Valid+max(elapsed, 0) >= before.Valid+time.Second:
 		return true
 	}
 	return leaseTime > 0 && after.Valid >= leaseTime-2*time.Second
@@ -134,7 +141,7 @@ func refreshed(before, after Lifetimes, leaseTime time.Duration) bool {
 
 // confirm waits (until ctx ends) for every protected address to show a
 // renewed lifetime. An address that disappears is an error at once.
-func (r *Runner) confirm(ctx context.Context, j *job, before []Lifetimes) error {
+func (r *Runner) confirm(ctx context.Context, j *job, before []Lifetimes, read time.Time) error {
 	if len(before) == 0 {
 		return nil
 	}
@@ -153,7 +160,7 @@ func (r *Runner) confirm(ctx context.Context, j *job, before []Lifetimes) error 
 			if l := j.lease(a); l != nil {
 				leaseTime = l.LeaseTime
 			}
-			if !refreshed(b, Lifetimes{a.Interface, a.Prefix, a.Valid, a.Preferred}, leaseTime) {
+			if !refreshed(b, Lifetimes{a.Interface, a.Prefix, a.Valid, a.Preferred}, leaseTime, r.sys.now().Sub(read)) {
 				pending++
 			}
 		}

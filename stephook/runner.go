@@ -25,14 +25,18 @@ type Options struct {
 }
 
 // Runner runs the hooks of clock-step events as a configuration says. It
-// is safe for concurrent use, but events should be run one at a time (the
-// daemon's loop does).
+// is safe for concurrent use, and runs one event at a time: a run (or
+// Renew) that comes while another is in progress waits for it, since two
+// renewals at once would restart the same DHCP client twice (the daemon
+// starts the post-step hooks, and those of a step made by someone else,
+// without waiting for them).
 type Runner struct {
 	cfg     config.Hooks
 	kinds   map[ClientKind]bool // renewers switched on
 	timeout time.Duration
 	log     *slog.Logger
 	sys     system
+	turn    chan struct{} // held by the run in progress (capacity 1)
 }
 
 // ErrConfig is wrapped by New for a configuration it cannot use.
@@ -41,7 +45,7 @@ var ErrConfig = errors.New("hooks configuration")
 // New makes a Runner from the [hooks] section of a configuration (already
 // validated by config.Validate; New checks what it relies on).
 func New(cfg config.Hooks, opt Options) (*Runner, error) {
-	r := &Runner{cfg: cfg, timeout: cfg.Timeout.Duration, log: opt.Logger, sys: opt.sys}
+	r := &Runner{cfg: cfg, timeout: cfg.Timeout.Duration, log: opt.Logger, sys: opt.sys, turn: make(chan struct{}, 1)}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -120,6 +124,12 @@ type RenewRequest struct {
 // (ntptool renew): one result per client instance, plus a Skipped one for
 // each requested interface no enabled renewer manages.
 func (r *Runner) Renew(ctx context.Context, req RenewRequest) []Result {
+	if !req.DryRun {
+		if err := r.wait(ctx); err != nil {
+			return []Result{{Hook: "renew", Name: "wait", Outcome: Failed, Err: err}}
+		}
+		defer r.done()
+	}
 	jobs, missing, err := r.plan(ctx, req.Interfaces)
 	if err != nil {
 		return []Result{{Hook: "renew", Name: "detect", Outcome: Failed, Err: err}}
@@ -135,10 +145,38 @@ func (r *Runner) Renew(ctx context.Context, req RenewRequest) []Result {
 	return results
 }
 
+// wait takes the Runner's turn: it returns once no other run is in
+// progress, or with ctx's error.
+func (r *Runner) wait(ctx context.Context) error {
+	select {
+	case r.turn <- struct{}{}:
+		return nil
+	default:
+	}
+	r.log.Info("step hooks wait for the run in progress")
+	select {
+	case r.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the step hooks in progress: %w", ctx.Err())
+	}
+}
+
+// done gives the turn back.
+func (r *Runner) done() { <-r.turn }
+
 func (r *Runner) run(ctx context.Context, ev Event, dry bool) Report {
 	start := r.sys.now()
 	rep := Report{Event: ev}
 	log := r.log.With("event", ev.Kind.String(), "step_seconds", ev.Step.Seconds(), "reason", ev.Reason)
+	if !dry {
+		if err := r.wait(ctx); err != nil {
+			rep.Verdict, rep.Reason = Abort, err.Error()
+			log.Warn("step hooks not run", "err", err)
+			return rep
+		}
+		defer r.done()
+	}
 	log.Info("running step hooks", "dry_run", dry)
 
 	jobs, _, err := r.plan(ctx, nil)

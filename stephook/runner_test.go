@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -399,4 +400,51 @@ func TestPolicyAliases(t *testing.T) {
 			t.Errorf("on_failure %q: policy %q, want %q", alias, got, want)
 		}
 	}
+}
+
+// TestRunsOneAtATime: a run that comes while another is in progress (the
+// daemon's post-step hooks still renewing when a step by someone else is
+// detected) waits for it: two renewals at once would restart the same
+// DHCP client twice. The first event's hook holds until a release file
+// appears, which only the second event's hook creates, or 2 s pass.
+func TestRunsOneAtATime(t *testing.T) {
+	dir := t.TempDir()
+	logPath, release := filepath.Join(dir, "log"), filepath.Join(dir, "release")
+	hook := script(t, dir, "hook", `echo "start $NTPTOOL_EVENT" >> `+logPath+`
+if [ "$NTPTOOL_EVENT" = external-step ]; then touch `+release+`; fi
+i=0
+while [ "$NTPTOOL_EVENT" = post-step ] && [ ! -e `+release+` ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done
+echo "end $NTPTOOL_EVENT" >> `+logPath)
+	h := hooksConfig()
+	h.Timeout = config.Duration{Duration: 10 * time.Second}
+	h.PostStep, h.ExternalStep = [][]string{{hook}}, [][]string{{hook}}
+	r := newTestRunner(t, h, newFake(), nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.Run(context.Background(), Event{Kind: PostStep, Step: time.Second}) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if b, _ := os.ReadFile(logPath); strings.Contains(string(b), "start post-step") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the post-step hook did not start within 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Run(context.Background(), Event{Kind: ExternalStep, Step: -time.Hour})
+	wg.Wait()
+	b, _ := os.ReadFile(logPath)
+	want := "start post-step\nend post-step\nstart external-step\nend external-step\n"
+	if string(b) != want {
+		t.Errorf("hook runs overlapped:\n%s\nwant:\n%s", b, want)
+	}
+	// A cancelled wait does not run the hooks, and says so.
+	r.turn <- struct{}{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if rep := r.Run(ctx, Event{Kind: PreStep, Step: time.Second}); rep.Verdict != Abort || len(rep.Results) != 0 {
+		t.Errorf("cancelled wait: %+v", rep)
+	}
+	<-r.turn
 }

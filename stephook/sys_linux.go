@@ -281,11 +281,33 @@ func noSysTime(argv []string) []string {
 			}
 		}
 	}
-	setpriv, err := exec.LookPath("setpriv")
+	setpriv, err := lookSetpriv(os.Getenv("PATH"))
 	if err != nil {
 		return argv
 	}
 	return append([]string{setpriv, "--bounding-set", "-sys_time", "--"}, argv...)
+}
+
+// lookSetpriv finds util-linux's setpriv on path. Busybox's setpriv
+// applet (a link to busybox, first on the PATH where busybox's applets
+// are installed) has no --bounding-set: the restarted client would exit
+// at once, leaving the interface with no DHCP client. It is skipped.
+func lookSetpriv(path string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if !filepath.IsAbs(dir) {
+			continue // as exec.LookPath: never a relative directory
+		}
+		p := filepath.Join(dir, "setpriv")
+		st, err := os.Stat(p)
+		if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(p); err != nil || filepath.Base(real) == "busybox" {
+			continue
+		}
+		return p, nil
+	}
+	return "", exec.ErrNotFound
 }
 
 func (linuxSystem) spawn(argv, env []string, dir string) (int, string, <-chan struct{}, error) {

@@ -89,3 +89,51 @@ func TestNoSysTime(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestLookSetpriv(t *testing.T) {
+	dir := t.TempDir()
+	bb, real := filepath.Join(dir, "bb"), filepath.Join(dir, "ul")
+	for _, d := range []string{bb, real} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p string, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(bb, "busybox"), 0o755)
+	if err := os.Symlink("busybox", filepath.Join(bb, "setpriv")); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(real, "setpriv"), 0o755)
+	noexec := filepath.Join(dir, "noexec")
+	if err := os.Mkdir(noexec, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(noexec, "setpriv"), 0o644)
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"busybox's applet first on the PATH is skipped", bb + ":" + real, filepath.Join(real, "setpriv")},
+		{"util-linux's first", real + ":" + bb, filepath.Join(real, "setpriv")},
+		{"only busybox's", bb, ""},
+		{"not executable", noexec + ":" + real, filepath.Join(real, "setpriv")},
+		{"empty PATH", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := lookSetpriv(tc.path)
+			if tc.want == "" {
+				if err == nil {
+					t.Errorf("found %s, want none", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("lookSetpriv = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ type g struct {
 	// queryTimes are the start times of the independent queries, to
 	// check the kernel trace's count of their packets.
 	queryTimes []float64
+	// daemonLogDone is closed once the daemon's log is all written.
+	daemonLogDone chan struct{}
+	// daemonPID is the PID of the daemon startDaemon started last.
+	daemonPID int
 }
 
 func (s *g) queriesSince(t float64) int {
@@ -70,11 +75,66 @@ func (s *g) note(format string, args ...any) {
 	s.rep.Notes = append(s.rep.Notes, line)
 }
 
+// runnerEnv marks the scenario runner, the only child PID 1 starts.
+const runnerEnv = "NTPTOOL_E2E_RUNNER"
+
+// pid1 is the guest's PID 1: it mounts the pseudo file systems, proves
+// this is the guest, starts the scenario runner (this binary again) and
+// reaps every process until the runner exits, then powers off. A real
+// init reaps the orphans reparented to it; without that, a DHCP client
+// that a daemon restarted and that died would stay a zombie, which
+// kill(pid, 0) calls alive (the renewers and the lab ask so). The runner
+// is not PID 1, so its own children are its own to wait for.
 func pid1() {
 	bootToInit := boottime()
+	defer poweroff()
+	if err := mountPseudo(); err != nil {
+		fmt.Println("e2e-guest:", err)
+		return
+	}
+	if err := guard.Check(guard.OS{}); err != nil {
+		fmt.Println("e2e-guest:", err)
+		return
+	}
+	runner := exec.Command(guard.InitPath)
+	runner.Env = append(os.Environ(), runnerEnv+"=1", fmt.Sprintf("NTPTOOL_E2E_BOOT_TO_INIT=%.9f", bootToInit))
+	runner.Stdin, runner.Stdout, runner.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := runner.Start(); err != nil {
+		fmt.Println("e2e-guest: start the runner:", err)
+		return
+	}
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || pid == runner.Process.Pid {
+			return
+		}
+	}
+}
+
+// mountPseudo mounts what the guard and the scenarios read.
+func mountPseudo() error {
+	for _, m := range []struct{ src, dst, typ string }{
+		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"}, {"tmpfs", "/run", "tmpfs"}, {"tracefs", "/sys/kernel/tracing", "tracefs"},
+	} {
+		_ = os.MkdirAll(m.dst, 0o755)
+		if err := unix.Mount(m.src, m.dst, m.typ, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	return nil
+}
+
+// runScenario is the runner: it boots the rest (modules, network), runs
+// the Spec's scenario and writes the report on the console.
+func runScenario() {
+	bootToInit, _ := strconv.ParseFloat(os.Getenv("NTPTOOL_E2E_BOOT_TO_INIT"), 64)
 	s := &g{rep: report.New("unknown")}
 	s.rep.Set("boot_to_init_seconds", bootToInit)
-	defer poweroff()
 	defer func() {
 		if r := recover(); r != nil {
 			s.rep.Error = fmt.Sprintf("guest init panic: %v\n%s", r, debug.Stack())
@@ -100,14 +160,10 @@ func pid1() {
 }
 
 func (s *g) boot() error {
-	for _, m := range []struct{ src, dst, typ string }{
-		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"},
-		{"tmpfs", "/tmp", "tmpfs"}, {"tmpfs", "/run", "tmpfs"}, {"tracefs", "/sys/kernel/tracing", "tracefs"},
-	} {
-		_ = os.MkdirAll(m.dst, 0o755)
-		if err := unix.Mount(m.src, m.dst, m.typ, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("mount %s: %w", m.dst, err)
-		}
+	// The proof comes first: nothing below may run outside the guest
+	// (PID 1 mounted /proc and checked it too).
+	if err := guard.Check(guard.OS{}); err != nil {
+		return err
 	}
 	b, err := os.ReadFile(report.SpecPath)
 	if err != nil {
@@ -117,17 +173,13 @@ func (s *g) boot() error {
 		return fmt.Errorf("parse spec: %w", err)
 	}
 	s.rep.Scenario = s.spec.Scenario
-	// The proof comes first: nothing below may run outside the guest.
-	if err := guard.Check(guard.OS{}); err != nil {
-		return err
-	}
 	s.clock = newClock(guard.OS{}, unixKernel{})
 	cs, _ := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource")
 	s.rep.Facts["clocksource"] = strings.TrimSpace(string(cs))
 	kv, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	s.rep.Facts["kernel"] = strings.TrimSpace(string(kv))
 	for _, d := range []string{"/var/run", "/var/lib/dhcp", "/var/lib/chrony", "/var/lib/ntptool", "/var/log/ntptool", "/run/chrony", "/run/ntptool", "/etc", "/var/lib/dhcpcd", "/run/dhcpcd"} {
-		_ = os.MkdirAll(d, 0o750)
+		_ = os.MkdirAll(d, 0o755) // as on Debian: /var/log too, which the run user must traverse
 	}
 	// busybox provides the shell utilities; dash is /bin/sh because
 	// Debian's busybox runs its own applets before $PATH (its ip lacks
@@ -138,6 +190,14 @@ func (s *g) boot() error {
 	if _, err := os.Stat("/bin/dash"); err == nil {
 		_ = os.Remove("/bin/sh")
 		_ = os.Symlink("dash", "/bin/sh")
+	}
+	// Nor is busybox's setpriv util-linux's (it has no --bounding-set):
+	// as on Debian, /bin/setpriv is util-linux's, which the daemon's
+	// DHCP renewer finds on its PATH to restart a client without
+	// CAP_SYS_TIME.
+	if _, err := os.Stat(setprivBin); err == nil {
+		_ = os.Remove("/bin/setpriv")
+		_ = os.Symlink(setprivBin, "/bin/setpriv")
 	}
 	t := mono()
 	if err := loadModules(); err != nil {
@@ -202,6 +262,9 @@ func (s *g) network() error {
 func (s *g) checkGuest() error { return guard.Check(guard.OS{}) }
 
 func poweroff() {
+	if os.Getpid() != 1 {
+		return // the runner: PID 1 powers off once it exits
+	}
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ntptool/ntptool/e2e/guard"
+	"github.com/ntptool/ntptool/e2e/report"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,6 +127,25 @@ func TestHelperBinaryRefusesOnThisHost(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// The scenario runner (PID 1's child in the guest) refuses before it
+	// mounts or changes anything; without CAP_SYS_ADMIN and CAP_SYS_TIME
+	// it could not anyway.
+	t.Run("runner", func(t *testing.T) {
+		m0, _ := os.ReadFile("/proc/self/mountinfo")
+		cmd := exec.Command(setpriv, "--bounding-set", "-sys_time,-sys_admin", "--", bin)
+		cmd.Env = append(os.Environ(), runnerEnv+"=1")
+		out, _ := cmd.CombinedOutput()
+		rep, err := report.Extract(out)
+		if err != nil {
+			t.Fatalf("no report from the runner: %v\n%s", err, out)
+		}
+		if !strings.Contains(rep.Error, "refusing to change a clock") {
+			t.Errorf("runner's error %q does not say it refused", rep.Error)
+		}
+		if m1, _ := os.ReadFile("/proc/self/mountinfo"); string(m1) != string(m0) {
+			t.Error("the mount table changed")
+		}
+	})
 	for _, args := range [][]string{{"step", "30"}, {"step", "-3600"}, {"freq", "200"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			d0, f0 := clockDiff(t), readFreq(t)

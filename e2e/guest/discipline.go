@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,9 +40,13 @@ const (
 	chronyConf  = "/etc/chrony.conf"
 	chronyDrift = "/var/lib/chrony/chrony.drift"
 	ntptoolConf = "/etc/ntptool.toml"
-	ntptoolDrft = "/var/lib/ntptool/drift"
-	ntptoolDmn  = "/bin/ntptoold" // symlink to ntptool
-	daemonLog   = "/tmp/daemon.log"
+	// auditJournal is the configurations' [audit] journal.
+	auditJournal = "/var/log/ntptool/audit.jsonl"
+	// controlSocket is the configurations' [control] socket.
+	controlSocket = "/run/ntptool/control.sock"
+	ntptoolDrft   = "/var/lib/ntptool/drift"
+	ntptoolDmn    = "/bin/ntptoold" // symlink to ntptool
+	daemonLog     = "/tmp/daemon.log"
 )
 
 func scenarioChrony(s *g) error {
@@ -58,7 +65,12 @@ func scenarioChrony(s *g) error {
 // scenarioNtptoolDiscipline runs ntptool's daemon (scenarios 1, 2 and the
 // ntptool half of 5: they differ only in the Spec).
 func scenarioNtptoolDiscipline(s *g) error {
-	return s.discipline(daemon{
+	return s.discipline(ntptoolDaemon())
+}
+
+// ntptoolDaemon is ntptool run as the discipline scenarios start it.
+func ntptoolDaemon() daemon {
+	return daemon{
 		Comm:       "ntptoold",
 		Argv:       []string{ntptoolDmn, "run", "--config", ntptoolConf},
 		ConfigPath: ntptoolConf,
@@ -79,11 +91,11 @@ func scenarioNtptoolDiscipline(s *g) error {
 				}
 			}
 			s.rep.Facts["hooks_ran"] = strings.Join(ran, ",")
-			if b, err := os.ReadFile("/var/log/ntptool/audit.jsonl"); err == nil {
+			if b, err := os.ReadFile(auditJournal); err == nil {
 				s.rep.Facts["audit_journal"] = tail(string(b), 40)
 			}
 		},
-	})
+	}
 }
 
 // discipline: measure the guest's own rate, inject the Spec's offset and
@@ -104,13 +116,25 @@ func (s *g) discipline(d daemon) error {
 		return err
 	}
 	traceOK := s.startTrace()
-	if err := s.clock.Step(seconds(s.spec.InjectStepSeconds, 0)); err != nil {
+	// The guest boots with the host's time to the RTC's second: step by
+	// the injected offset plus the offset measured now, so that the
+	// daemon starts exactly InjectStepSeconds ahead of the host.
+	before, err := s.query()
+	if err != nil {
+		return err
+	}
+	if err := s.clock.Step(time.Duration((s.spec.InjectStepSeconds + before.Offset) * float64(time.Second))); err != nil {
 		return err
 	}
 	if err := s.clock.SetFrequency(s.spec.InjectFreqPPM); err != nil {
 		return err
 	}
-	s.note("injected %+.3f s and %+.1f ppm; starting %s", s.spec.InjectStepSeconds, s.spec.InjectFreqPPM, d.Comm)
+	s.rep.Set("offset_before_inject_seconds", before.Offset)
+	if at, err := s.query(); err == nil {
+		s.rep.Set("offset_at_start_seconds", at.Offset)
+	}
+	s.note("injected %+.3f s (host − guest was %+.3f s) and %+.1f ppm; starting %s",
+		s.spec.InjectStepSeconds, before.Offset, s.spec.InjectFreqPPM, d.Comm)
 	cmd, err := s.startDaemon(d.Argv)
 	if err != nil {
 		return err
@@ -119,13 +143,13 @@ func (s *g) discipline(d daemon) error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	runFor := seconds(s.spec.RunSeconds, 600*time.Second)
-	var ss []sample
+	var ss, rates []sample
 	end := t0 + runFor.Seconds()
 	for next := t0 + 1; next < end; next += interval.Seconds() {
 		if wait := next - mono(); wait > 0 {
 			select {
 			case err := <-exited:
-				s.rep.Facts["daemon_log"] = tailFile(daemonLog, 60)
+				s.rep.Facts["daemon_log"] = s.daemonLogTail()
 				return fmt.Errorf("%s exited after %.1f s: %v", d.Comm, mono()-t0, err)
 			case <-time.After(time.Duration(wait * float64(time.Second))):
 			}
@@ -133,9 +157,15 @@ func (s *g) discipline(d daemon) error {
 		if sm, err := s.query(); err == nil {
 			ss = append(ss, sm)
 		}
+		// The kernel's rate correction (tick and frequency: the daemon's
+		// frequency plus any slew), read only, beside each offset.
+		if tx, err := readTimex(); err == nil {
+			rates = append(rates, sample{T: mono(), Offset: tx.FreqPPM})
+		}
 	}
 	tEnd := mono()
 	s.addSeries("offset", ss, t0)
+	s.addSeries("kernel_rate_ppm", rates, t0)
 	tx, err := readTimex()
 	if err != nil {
 		return err
@@ -152,12 +182,19 @@ func (s *g) discipline(d daemon) error {
 		<-exited
 		s.rep.Facts["daemon_exit"] = "killed after SIGTERM timeout"
 	}
-	s.rep.Facts["daemon_log"] = tailFile(daemonLog, 60)
+	s.rep.Facts["daemon_log"] = s.daemonLogTail()
 	if d.AfterStop != nil {
 		d.AfterStop(s)
 	}
 	if b, err := os.ReadFile(d.DriftPath); err == nil {
 		s.rep.Facts["drift_file"] = strings.TrimSpace(string(b))
+		// Both daemons write the frequency correction (ppm) first.
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				s.rep.Set("drift_freq_ppm", v)
+				s.rep.Set("drift_freq_error_ppm", v+free.RatePPM)
+			}
+		}
 	} else {
 		s.rep.Facts["drift_file_error"] = err.Error()
 	}
@@ -177,7 +214,22 @@ func (s *g) discipline(d daemon) error {
 			}
 		}
 		if f, err := fitRate(mid); err == nil {
-			s.rep.Set("slew_rate_ppm", f.RatePPM-free.RatePPM)
+			s.rep.Set("slew_rate_ppm", hostAxisPPM(f.RatePPM)-free.RatePPM)
+			s.rep.Set("slew_rate_se_ppm", f.StdErrPPM)
+			s.rep.Set("slew_span_seconds", f.Span)
+			// What the kernel was told meanwhile: the daemon's slew plus
+			// its frequency.
+			var sum float64
+			n := 0
+			for _, r := range rates {
+				if r.T >= mid[0].T && r.T <= mid[len(mid)-1].T {
+					sum += r.Offset
+					n++
+				}
+			}
+			if n > 0 {
+				s.rep.Set("slew_kernel_rate_ppm", sum/float64(n))
+			}
 		}
 	}
 	if traceOK {
@@ -205,11 +257,45 @@ func (s *g) discipline(d daemon) error {
 		s.rep.Set("window_adjtimex_writes", float64(c.AdjtimexWrites))
 		s.rep.Set("window_adjtimex_reads", float64(c.AdjtimexReads))
 		s.rep.Set("window_polls", float64(c.UDPSends))
+		s.rep.Facts["window_adjtimex_modes"] = modesHistogram(events, d.Comm, win, tEnd)
 		if c.UDPSends > 0 {
 			s.rep.Set("adjtimex_writes_per_poll", float64(c.AdjtimexWrites)/float64(c.UDPSends))
+			s.rep.Set("adjtimex_reads_per_poll", float64(c.AdjtimexReads)/float64(c.UDPSends))
 		}
 	}
 	return nil
+}
+
+// modesHistogram lists how many adjtimex writes of each modes word the
+// process comm made in [from, to): "0x2001×3 0x6003×1" (which calls a
+// daemon makes per poll).
+func modesHistogram(events []ktrace.Event, comm string, from, to float64) string {
+	n := map[uint32]int{}
+	for _, e := range events {
+		if e.Comm == comm && e.Name == ktrace.EvAdjtimex && e.Modes != 0 && e.T >= from && e.T < to {
+			n[e.Modes]++
+		}
+	}
+	modes := make([]uint32, 0, len(n))
+	for m := range n {
+		modes = append(modes, m)
+	}
+	slices.Sort(modes)
+	parts := make([]string, len(modes))
+	for i, m := range modes {
+		parts[i] = fmt.Sprintf("%#x×%d", m, n[m])
+	}
+	return strings.Join(parts, " ")
+}
+
+// hostAxisPPM converts a rate fitted against the guest's CLOCK_MONOTONIC
+// (which the kernel slews with CLOCK_REALTIME) to the guest's rate per
+// host second: with the offset's slope s per guest second, the guest runs
+// at 1+ρ with ρ = −s/(1+s) = R/(1−R) for R = −s. Negligible at a few
+// hundred ppm; 0.5 % at a 5000 ppm slew.
+func hostAxisPPM(ratePPM float64) float64 {
+	r := ratePPM * 1e-6
+	return r / (1 - r) * 1e6
 }
 
 // summarise computes the discipline figures from the independent offsets
@@ -265,7 +351,10 @@ func summarise(rep *report.Report, ss []sample, t0, tEnd, window float64) {
 }
 
 // startDaemon starts a clock-disciplining program with its output in
-// daemonLog. It keeps CAP_SYS_TIME, so the guard is checked again here.
+// daemonLog, each line stamped with the guest's monotonic time when it
+// came (ntptool's text log has no time stamps off a terminal; the stamps
+// line its events up with the notes and the kernel trace). It keeps
+// CAP_SYS_TIME, so the guard is checked again here.
 func (s *g) startDaemon(argv []string) (*exec.Cmd, error) {
 	if err := s.checkGuest(); err != nil {
 		return nil, err
@@ -274,16 +363,51 @@ func (s *g) startDaemon(argv []string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.Env = []string{"PATH=/sbin:/usr/sbin:/bin:/usr/bin", "HOME=/"}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
+		pr.Close()
+		pw.Close()
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	logf.Close()
+	pw.Close()
+	s.daemonPID = cmd.Process.Pid
+	done := make(chan struct{})
+	s.daemonLogDone = done
+	go func() {
+		defer close(done)
+		defer logf.Close()
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintf(logf, "[%8.3f] %s\n", mono(), sc.Text())
+		}
+	}()
 	return cmd, nil
 }
+
+// daemonLogTail is the end of the daemon's log once it has exited (its
+// last lines may still be in the pipe for a moment).
+func (s *g) daemonLogTail() string {
+	if s.daemonLogDone != nil {
+		select {
+		case <-s.daemonLogDone:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return tailFile(daemonLog, daemonLogLines)
+}
+
+// daemonLogLines is how much of the daemon's log the report keeps.
+const daemonLogLines = 200
 
 func exitString(err error) string {
 	var ee *exec.ExitError

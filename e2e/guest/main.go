@@ -1,9 +1,11 @@
 // Command guest is the init (PID 1) of the e2e test VM, and a few guarded
-// helpers. As PID 1 it mounts the pseudo file systems, loads the NIC
-// modules, configures the guest's user-mode network (10.0.2.15/24, no
-// default route: the only peer is the host's 127.0.0.1 as 10.0.2.2), runs
-// the scenario named by the Spec in /e2e/spec.json, writes the framed
-// report on the console and powers the VM off.
+// helpers. As PID 1 it mounts the pseudo file systems, proves it is in the
+// guest, starts itself again as the scenario runner and reaps every
+// process (as a real init does) until the runner exits, then powers the
+// VM off. The runner loads the NIC modules, configures the guest's
+// user-mode network (10.0.2.15/24, no default route: the only peer is the
+// host's 127.0.0.1 as 10.0.2.2), runs the scenario named by the Spec in
+// /e2e/spec.json and writes the framed report on the console.
 //
 // Changing a clock is what the scenarios are for, and it is allowed only
 // here: every function that changes a clock, and every program started with
@@ -27,11 +29,14 @@ import (
 )
 
 func main() {
-	if os.Getpid() == 1 {
+	switch {
+	case os.Getpid() == 1:
 		pid1()
-		return
+	case os.Getenv(runnerEnv) == "1":
+		runScenario()
+	default:
+		os.Exit(helper(os.Args[1:]))
 	}
-	os.Exit(helper(os.Args[1:]))
 }
 
 // helper runs one guarded helper command and returns the exit code.

@@ -189,3 +189,107 @@ func FuzzParseAddr(f *testing.F) {
 		}
 	})
 }
+
+func TestStatState(t *testing.T) {
+	for _, tc := range []struct {
+		name, line string
+		want       byte
+	}{
+		{"running", "113 (dhclient) S 1 113 113 0 -1", 'S'},
+		{"zombie", "144 (setpriv) Z 1 144 144 0 -1", 'Z'},
+		{"name with spaces and parentheses", "7 (a) b (c)) R 1", 'R'},
+		{"truncated", "7 (dhclient)", 0},
+		{"no parenthesis", "garbage", 0},
+		{"empty", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := statState([]byte(tc.line)); got != tc.want {
+				t.Errorf("statState(%q) = %q, want %q", tc.line, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHostAxisPPM(t *testing.T) {
+	for _, tc := range []struct{ in, want, tol float64 }{
+		{0, 0, 1e-9},
+		{200, 200.04, 0.001},
+		// A slew at −5000 ppm of the guest's rate shows as −5025 ppm
+		// against its own slewed CLOCK_MONOTONIC.
+		{-5025.13, -5000, 0.01},
+	} {
+		if got := hostAxisPPM(tc.in); math.Abs(got-tc.want) > tc.tol {
+			t.Errorf("hostAxisPPM(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestIsClient(t *testing.T) {
+	for _, tc := range []struct {
+		argv   []string
+		client string
+		want   bool
+	}{
+		{[]string{"/usr/sbin/dhclient", "-4", "vc"}, "dhclient", true},
+		{[]string{"/usr/bin/setpriv", "--bounding-set", "-sys_time", "--", "/usr/sbin/dhclient"}, "dhclient", false},
+		{[]string{"/bin/busybox", "udhcpc", "-f"}, "udhcpc", true},
+		{[]string{"/bin/busybox", "date", "-s"}, "udhcpc", false},
+		{[]string{"dhcpcd: vc [ip4]"}, "dhcpcd", true}, // retitled, in one string
+		{[]string{"dhcpcd:", "[privileged", "proxy]"}, "dhcpcd", true},
+		{nil, "dhclient", false},
+	} {
+		if got := isClient(tc.argv, tc.client); got != tc.want {
+			t.Errorf("isClient(%q, %s) = %v, want %v", tc.argv, tc.client, got, tc.want)
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	st, ok := parseStat([]byte("152 (dhclient) S 1 152 152 0 -1 4194368"))
+	if !ok || st != (procStat{comm: "dhclient", state: 'S', ppid: 1}) {
+		t.Errorf("parseStat = %+v, %v", st, ok)
+	}
+	for _, bad := range []string{"", "152 (dhclient)", "152 (dhclient) S x", "152 dhclient S 1", "1 (a) SS 1"} {
+		if _, ok := parseStat([]byte(bad)); ok {
+			t.Errorf("parseStat(%q) accepted", bad)
+		}
+	}
+}
+
+func TestLogStamp(t *testing.T) {
+	log := `[  15.521] level=INFO msg=state state=synchronised
+[  16.002] level=INFO msg="clock step detected" step_seconds=1.16 own=true leap=false
+[  16.813] level=INFO msg="clock step detected" step_seconds=-3600.49 own=false leap=false
+[bad] level=INFO msg="clock step detected" own=false`
+	for _, tc := range []struct {
+		name string
+		from float64
+		want float64
+		ok   bool
+	}{
+		{"the external one", 16, 16.813, true},
+		{"not before from", 17, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := logStamp(log, `msg="clock step detected"`, "own=false", tc.from)
+			if ok != tc.ok || got != tc.want {
+				t.Errorf("logStamp = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	text := "Name:\tntptoold\nUid:\t0\t101\t101\t101\nCapEff:\t0000000002000000\nbroken line\nGroups:\t\n"
+	got := parseProcStatus(text)
+	tests := []struct{ key, want string }{
+		{"Name", "ntptoold"}, {"Uid", "0 101 101 101"}, {"CapEff", "0000000002000000"}, {"Groups", ""}, {"broken line", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			if got[tc.key] != tc.want {
+				t.Errorf("%s = %q, want %q", tc.key, got[tc.key], tc.want)
+			}
+		})
+	}
+}

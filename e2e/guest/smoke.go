@@ -18,6 +18,8 @@ var scenarios = map[string]func(*g) error{
 	"ntptool-vs-chrony": scenarioNtptoolDiscipline,
 	"dhcp-noh":          scenarioDHCPNoHooks,
 	"dhcp-hooks":        scenarioDHCPHooks,
+	"dhcp-external":     scenarioDHCPExternal,
+	"least-priv":        scenarioLeastPriv,
 }
 
 // scenarioSmoke proves the guest's clock control and the measurement: it

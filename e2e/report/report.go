@@ -72,6 +72,9 @@ type Spec struct {
 	RateWindowSeconds float64 `json:"rate_window_seconds"`
 	// RunSeconds is how long the daemon under test runs.
 	RunSeconds float64 `json:"run_seconds"`
+	// RestartSeconds is how long the least-privilege scenario watches
+	// the daemon after its restart from the drift file.
+	RestartSeconds float64 `json:"restart_seconds,omitempty"`
 	// RMSWindowSeconds is the final part of the run over which the offset
 	// RMS and the residual rate are measured.
 	RMSWindowSeconds float64 `json:"rms_window_seconds"`
@@ -81,6 +84,12 @@ type Spec struct {
 	LeaseSeconds int `json:"lease_seconds"`
 	// DHCPClient is "dhclient", "udhcpc" or "dhcpcd".
 	DHCPClient string `json:"dhcp_client,omitempty"`
+	// WatchSeconds is how long the DHCP scenarios with hooks watch the
+	// address after each step (0: 3 lease periods and 10 s).
+	WatchSeconds float64 `json:"watch_seconds,omitempty"`
+	// StepsBy are the `ntptool step --by` arguments of the DHCP scenario
+	// with hooks, in order (empty: DefaultStepsBy).
+	StepsBy []string `json:"steps_by,omitempty"`
 	// Config is a configuration file for the program under test
 	// (ntptool TOML or chrony.conf), with @PORT@ already replaced.
 	Config string `json:"config,omitempty"`
@@ -257,4 +266,36 @@ func decodeFrame(body string, wantLen int, wantSum string) (*Report, error) {
 		r.Facts = map[string]string{}
 	}
 	return &r, nil
+}
+
+// DefaultStepsBy are issue 10's steps of scenarios 3 and 4: back 1 h, then
+// forward 1 day.
+var DefaultStepsBy = []string{"-1h", "+24h"}
+
+// Steps is the Spec's StepsBy, or DefaultStepsBy.
+func (sp Spec) Steps() []string {
+	if len(sp.StepsBy) == 0 {
+		return DefaultStepsBy
+	}
+	return sp.StepsBy
+}
+
+// StepPhase names a step in metric and fact names: "-1h" is "back_1h",
+// "+24h" "forward_1d", anything else its characters that are letters or
+// digits ("-90s": "step_90s").
+func StepPhase(by string) string {
+	switch by {
+	case "-1h":
+		return "back_1h"
+	case "+24h":
+		return "forward_1d"
+	}
+	var b strings.Builder
+	b.WriteString("step_")
+	for _, r := range by {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
