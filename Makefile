@@ -25,7 +25,7 @@ peers:
 # detector finds nothing in single-goroutine simulations and makes them ten
 # times slower); then the end-to-end subset in a QEMU guest (E2E_CI).
 # Scenarios 1 and 3 (negative control and the hooks' backward step), about
-# 8.5 min (docs/e2e.md, "CI").
+# 8.3 min measured (docs/e2e.md, "CI").
 E2E_CI ?= -scenarios discipline,dhcp-noh,dhcp-hooks-back -quick
 test: peers
 	$(GO) test -race -count=1 ./...
