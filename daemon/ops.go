@@ -236,7 +236,7 @@ func (h *host) openJournal() error {
 	}
 	// Like the control socket's: made if missing (mode 0750: the journal
 	// is for root, the daemon and the auditors' group).
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := mkdirs(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("audit journal: %w", err)
 	}
 	j, err := audit.Open(path, audit.Options{Now: time.Now})
@@ -542,7 +542,7 @@ func (h *host) prepareUser() error {
 		if _, err := os.Stat(d.path); !errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if err := os.MkdirAll(d.path, d.perm); err != nil {
+		if err := mkdirs(d.path, d.perm); err != nil {
 			return fmt.Errorf("create %s for %s: %w", d.path, d.what, err)
 		}
 		if err := os.Lchown(d.path, uid, gid); err != nil {
@@ -551,6 +551,28 @@ func (h *host) prepareUser() error {
 		h.log.Info("directory created for the run user", "path", d.path, "user", h.cfg.Run.User, "for", d.what)
 	}
 	return nil
+}
+
+// mkdirs makes dir with perm and its missing parents with 0755, as
+// /var/log and /var/lib are: a parent with the leaf's 0750, owned by
+// root, would keep the run user out of the directory made for it. The
+// modes are set after each mkdir, so that the umask cannot narrow them.
+func mkdirs(dir string, perm fs.FileMode) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := mkdirs(parent, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return os.Chmod(dir, perm)
 }
 
 type writableDir struct {

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -166,6 +169,40 @@ func TestStatusLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := statusLine(&control.Snapshot{Status: tt.st, Sources: tt.srcs}); got != tt.want {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A directory made for the run user gets its own mode; the parents made
+// on the way are 0755, so that the user can reach it.
+func TestMkdirs(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		rel  string
+		perm fs.FileMode
+		want map[string]fs.FileMode
+	}{
+		{"journal under missing parents", "var/log/ntptool", 0o750, map[string]fs.FileMode{"var": 0o755, "var/log": 0o755, "var/log/ntptool": 0o750}},
+		{"socket directory", "run/ntptool", 0o755, map[string]fs.FileMode{"run": 0o755, "run/ntptool": 0o755}},
+		{"existing directory left alone", ".", 0o700, map[string]fs.FileMode{".": 0o755}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.Chmod(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := mkdirs(filepath.Join(root, tt.rel), tt.perm); err != nil {
+				t.Fatal(err)
+			}
+			for rel, want := range tt.want {
+				fi, err := os.Stat(filepath.Join(root, rel))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := fi.Mode().Perm(); got != want {
+					t.Errorf("%s: mode %v, want %v", rel, got, want)
+				}
 			}
 		})
 	}
