@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -127,8 +128,11 @@ func (e exchange) check(t *testing.T, kernel bool, slack time.Duration) {
 	if d := e.sample.DelayS; d < 0 || d > 0.01 {
 		t.Errorf("delay %v s on loopback", d)
 	}
-	if o := e.sample.OffsetS; o < -0.001 || o > 0.001 {
-		t.Errorf("offset %v s against a server on the same clock", o)
+	// Server and client read the same clock: with the stamps in order the
+	// offset is within half the round trip, however long the scheduler
+	// kept either side waiting.
+	if o, d := e.sample.OffsetS, e.sample.DelayS; math.Abs(o) > d/2+slack.Seconds()+1e-6 {
+		t.Errorf("offset %v s against a server on the same clock, beyond half the delay %v s", o, d)
 	}
 }
 

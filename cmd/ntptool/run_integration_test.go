@@ -453,9 +453,8 @@ func checkSynchronised(t *testing.T, v view, addr string, upstreamStratum int) {
 		st.ReferenceID != wantID || st.Leap != control.LeapNormal || st.ClockControl {
 		t.Errorf("status %+v; want synchronised, stratum %d, reference %s (%s), leap normal, no clock control", st, upstreamStratum+1, addr, wantID)
 	}
-	// Server and daemon read the same clock: microseconds apart.
-	if math.Abs(st.SystemTimeOffsetSeconds) > 1e-3 || st.RootDelaySeconds <= 0 || st.RootDispersionSeconds <= 0 || st.RefTime.IsZero() {
-		t.Errorf("status %+v; want |offset| < 1 ms, root delay and dispersion > 0, a reference time", st)
+	if st.RootDelaySeconds <= 0 || st.RootDispersionSeconds <= 0 || st.RefTime.IsZero() {
+		t.Errorf("status %+v; want root delay and dispersion > 0, a reference time", st)
 	}
 	if len(v.src) != 1 {
 		t.Fatalf("sources %+v; want one", v.src)
@@ -464,8 +463,16 @@ func checkSynchronised(t *testing.T, v view, addr string, upstreamStratum int) {
 	if s.Tally != "*" || s.State != control.SourceSelected || s.Address != addr || s.Stratum != upstreamStratum || s.Reach == 0 || s.LastSample == nil {
 		t.Fatalf("source %+v; want '*' selected at %s, stratum %d, reach > 0, a sample", s, addr, upstreamStratum)
 	}
-	if x := s.LastSample; math.Abs(x.OffsetSeconds) > 1e-3 || x.DelaySeconds <= 0 || x.DelaySeconds > 0.01 {
-		t.Errorf("last sample %+v; want |offset| < 1 ms and 0 < delay < 10 ms", *x)
+	// Server and daemon read the same clock: microseconds apart, or
+	// within half the round trip when the machine is loaded and the
+	// first samples wait for the scheduler.
+	x := s.LastSample
+	bound := max(1e-3, x.DelaySeconds/2+1e-4)
+	if math.Abs(x.OffsetSeconds) > bound || x.DelaySeconds <= 0 || x.DelaySeconds > 0.01 {
+		t.Errorf("last sample %+v; want |offset| < %.6f s and 0 < delay < 10 ms", *x, bound)
+	}
+	if math.Abs(st.SystemTimeOffsetSeconds) > bound {
+		t.Errorf("status offset %+v s; want below %.6f s", st.SystemTimeOffsetSeconds, bound)
 	}
 }
 
