@@ -410,15 +410,20 @@ func (d *runProc) waitSync(args ...string) (code int, stdout, stderr string) {
 func synchronised(v view) bool { return v.st.SyncState == control.StateSynchronised }
 
 // keptFrom is how far the frequency may move from a view's and still be
-// the same estimate: twice its error bound (skew), at least 1 ppm. A
-// frequency lost would start again from 0, fakeRatePPM away.
-func keptFrom(v view) float64 { return max(1, 2*v.st.SkewPPM) }
+// the same estimate: twice its error bound (skew), at least learntPPM (the
+// estimate still moves that much after 40 s of 2 s polls, more on a loaded
+// machine, where the skew has read 0.7 ppm with the estimate 3 ppm off).
+// A frequency lost would start again from 0, fakeRatePPM away.
+func keptFrom(v view) float64 { return max(learntPPM, 2*v.st.SkewPPM) }
+
+// learntPPM is how close to fakeRatePPM a learnt frequency is.
+const learntPPM = 3
 
 // learnt: synchronised, every source answered its last 8 polls, and the
 // frequency correction within 3 ppm of the fake servers' rate (the
 // estimate still moves by a ppm or so after 40 s of 2 s polls).
 func learnt(v view) bool {
-	if !synchronised(v) || math.Abs(v.st.FrequencyPPM-fakeRatePPM) > 3 {
+	if !synchronised(v) || math.Abs(v.st.FrequencyPPM-fakeRatePPM) > learntPPM {
 		return false
 	}
 	for _, s := range v.src {
