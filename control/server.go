@@ -243,7 +243,9 @@ func (s *Server) handle(c net.Conn) {
 	defer s.untrack(c)
 	defer c.Close()
 	defer s.finish(c)
-	_ = c.SetReadDeadline(time.Now().Add(s.opt.Timeout))
+	if !s.readDeadline(c, s.opt.Timeout) {
+		return
+	}
 	select {
 	case s.sem <- struct{}{}:
 		defer func() { <-s.sem }()
@@ -290,12 +292,27 @@ func readLine(r io.Reader, max int) ([]byte, error) {
 // the connection, and the client would lose the reply it has not read yet.
 func (s *Server) finish(c net.Conn) {
 	uc, ok := c.(*net.UnixConn)
-	if !ok || s.isClosed() {
+	if !ok {
 		return
 	}
 	_ = uc.CloseWrite()
-	_ = uc.SetReadDeadline(time.Now().Add(drainTimeout))
-	_, _ = io.Copy(io.Discard, io.LimitReader(uc, drainBytes))
+	if s.readDeadline(uc, drainTimeout) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(uc, drainBytes))
+	}
+}
+
+// readDeadline gives c a read deadline d from now unless the server is
+// closed (false). Under the lock Close holds while it expires every
+// connection's deadline: a handler that set its own after Close would
+// otherwise wait out the whole timeout, and Close with it.
+func (s *Server) readDeadline(c net.Conn, d time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	return true
 }
 
 // How long and how much finish drains.
