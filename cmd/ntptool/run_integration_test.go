@@ -759,13 +759,13 @@ func TestRunPoolReplacement(t *testing.T) {
 	if got, want := first.addresses(), []string{"127.0.0.1:123", "127.0.0.2:123", "127.0.0.5:123", "127.0.0.6:123"}; !slices.Equal(got, want) {
 		t.Fatalf("first members %v; want %v (the resolver's order)", got, want)
 	}
-	v := d.await(20*time.Second, "synchronised on the two live members", func(v view) bool {
-		return synchronised(v) && math.Abs(v.st.FrequencyPPM-fakeRatePPM) < 2
-	})
-	before, synced := v, v.at
+	// Synchronised within a few polls; the frequency is still being learnt
+	// (16.7 ppm of 20 after 14 s on a loaded CI machine).
+	v := d.await(20*time.Second, "synchronised on the two live members", synchronised)
+	synced, best := v.at, math.Abs(v.st.FrequencyPPM-fakeRatePPM)
 	t.Logf("synchronised: %s", v)
 	replaced := func(v view) bool {
-		if !slices.Equal(v.addresses(), live) {
+		if !slices.Equal(v.addresses(), live) || math.Abs(v.st.FrequencyPPM-fakeRatePPM) > learntPPM {
 			return false
 		}
 		for _, s := range v.src {
@@ -776,7 +776,11 @@ func TestRunPoolReplacement(t *testing.T) {
 		return true
 	}
 	kept := func(v view) error {
-		if v.at > synced && (v.st.SyncState != control.StateSynchronised || math.Abs(v.st.FrequencyPPM-before.st.FrequencyPPM) > keptFrom(before)) {
+		// Lost, the frequency would start again from 0, fakeRatePPM away:
+		// further from it than the closest it has been, not closer.
+		dist := math.Abs(v.st.FrequencyPPM - fakeRatePPM)
+		best = min(best, dist)
+		if v.at > synced && (v.st.SyncState != control.StateSynchronised || dist > best+learntPPM) {
 			return errors.New("synchronisation or the learned frequency lost")
 		}
 		return nil
