@@ -181,8 +181,10 @@ func detect(ctx context.Context, s system, addrs []Addr) ([]*client, error) {
 			}
 			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 			p, ok := byPID[pid]
-			if err != nil || !ok || p.Comm != "dhcpcd" {
-				continue // stale, or of another namespace
+			if err != nil || !ok || p.Comm != "dhcpcd" || byPID[p.PPID].Comm == "dhcpcd" {
+				// Stale, of another namespace, or a stale file's PID
+				// reused by one of a daemon's helpers.
+				continue
 			}
 			c := &client{kind: DHCPCD, proc: p, pidFile: filepath.Join(dhcpcdRunDir, n)}
 			if n != "pid" {
@@ -192,6 +194,9 @@ func detect(ctx context.Context, s system, addrs []Addr) ([]*client, error) {
 					c.family, base = 4, strings.TrimSuffix(base, "-4")
 				case strings.HasSuffix(base, "-6"):
 					c.family, base = 6, strings.TrimSuffix(base, "-6")
+				}
+				if title := dhcpcdTitleIfaces(p.Argv); len(title) > 0 && !slices.Contains(title, base) {
+					continue // a stale file's PID reused by another dhcpcd
 				}
 				c.ifaces = []string{base}
 				c.leaseFile = filepath.Join(dhcpcdLeaseDir, base+".lease")

@@ -21,6 +21,7 @@ type fakeSystem struct {
 	procs   []Process
 	files   map[string][]byte
 	dead    map[int]bool
+	busy    map[int]bool // processes that hold a DHCP socket
 	calls   []string // what was done, in order
 	nextPID int
 
@@ -29,6 +30,7 @@ type fakeSystem struct {
 	// context; exitAtOnce makes spawned processes exit at once.
 	advance, exitAtOnce bool
 	onSignal            func(f *fakeSystem, pid int, sig syscall.Signal) error
+	onSleep             func(f *fakeSystem) // what happens while a renewer polls
 	onRun               func(f *fakeSystem, argv []string) error
 	onSpawn             func(f *fakeSystem, argv []string) error
 }
@@ -48,6 +50,12 @@ func (f *fakeSystem) now() time.Time {
 // sleep waits for the context: in these tests nothing changes while a
 // renewer polls, so a poll that does not see its result times out.
 func (f *fakeSystem) sleep(ctx context.Context, d time.Duration) error {
+	if f.onSleep != nil {
+		f.mu.Lock()
+		f.onSleep(f)
+		f.mu.Unlock()
+		return ctx.Err()
+	}
 	if f.advance {
 		f.mu.Lock()
 		f.clock = f.clock.Add(d)
@@ -115,6 +123,12 @@ func (f *fakeSystem) signal(pid int, sig syscall.Signal) error {
 		f.dead[pid] = true
 	}
 	return nil
+}
+
+func (f *fakeSystem) dhcpSocket(pid int) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.busy[pid], nil
 }
 
 func (f *fakeSystem) readFile(path string) ([]byte, error) {

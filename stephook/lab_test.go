@@ -89,6 +89,7 @@ type lab struct {
 	cif      string // the client's interface
 	dir      string
 	log      string // dnsmasq's log
+	server   *exec.Cmd
 }
 
 var labSeq struct {
@@ -148,7 +149,7 @@ func newLab(t *testing.T, v6 ...bool) *lab {
 			fmt.Sprintf("--dhcp-range=2001:db8:7::100,2001:db8:7::1ff,64,%ds", leaseSeconds),
 			"--dhcp-range=2001:db8:1::,ra-only,64,3600s")
 	}
-	peers.Start(t, l.srv.Command(context.Background(), argv[0], argv[1:]...), "dnsmasq")
+	l.server = peers.Start(t, l.srv.Command(context.Background(), argv[0], argv[1:]...), "dnsmasq")
 	l.waitFor("dnsmasq ready", 10*time.Second, func() bool {
 		b, _ := os.ReadFile(l.log)
 		return bytes.Contains(b, []byte("DHCP, IP range"))
@@ -195,7 +196,14 @@ func (l *lab) killAll() {
 			}
 		}
 	}
-	os.Remove("/var/lib/dhcpcd/" + l.cif + ".lease")
+	// dhcpcd, killed, leaves its pid files and sockets, whose PIDs a later
+	// process may reuse.
+	for _, glob := range []string{"/run/dhcpcd/" + l.cif + ".*", "/run/dhcpcd/" + l.cif + "-[46].*", "/var/lib/dhcpcd/" + l.cif + ".lease*"} {
+		files, _ := filepath.Glob(glob)
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}
 }
 
 // waitFor polls cond (an external process's state) until it holds.
@@ -353,6 +361,7 @@ type helperReport struct {
 		Name    string `json:"name"`
 		Client  string `json:"client"`
 		Outcome string `json:"outcome"`
+		Action  string `json:"action"`
 		Error   string `json:"error"`
 		Before  []struct {
 			Valid int `json:"valid_lft_seconds"`
@@ -504,6 +513,75 @@ func TestRenewersNetns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUDHCPCRenewalInProgress: a udhcpc whose own renewal waits for the
+// server's answer (an operator's SIGUSR1, dnsmasq stopped) is not signalled
+// again — busybox would drop the address and start over — but awaited:
+// once dnsmasq answers, the hook reports the renewal and the address never
+// went away.
+func TestUDHCPCRenewalInProgress(t *testing.T) {
+	t.Parallel()
+	requireTools(t, "udhcpc")
+	l := newLab(t)
+	l.startUDHCPC()
+	s := l.sampler()
+	l.waitBound(s)
+	b, err := os.ReadFile(filepath.Join(l.dir, "udhcpc.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		t.Fatalf("udhcpc pid file %q", b)
+	}
+	server := l.server.Process
+	if err := server.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer server.Signal(syscall.SIGCONT)
+	stop := s.watch()
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("udhcpc's renewal request", 5*time.Second, func() bool { return l.udpQueued() })
+	// dnsmasq answers 1 s into the hook (udhcpc waits 3 s for it).
+	go func() {
+		time.Sleep(time.Second)
+		server.Signal(syscall.SIGCONT)
+	}()
+	rep := l.event("pre-step")
+	samples, missing := stop()
+	after, ok := s.valid()
+	t.Logf("valid_lft %d s after; %d samples, %d without the address; %+v", after, samples, missing, rep)
+	if missing != 0 || samples < 2 {
+		t.Errorf("the address was missing in %d of %d samples", missing, samples)
+	}
+	if !ok || after < leaseSeconds-5 {
+		t.Errorf("valid_lft %d s after the renewal, want about %d s", after, leaseSeconds)
+	}
+	if len(rep.Results) != 1 || rep.Results[0].Outcome != "ok" || !strings.Contains(rep.Results[0].Action, "already renewing") {
+		t.Errorf("report %+v; want the renewal under way awaited, ok", rep)
+	}
+}
+
+// udpQueued reports whether a datagram waits in the stopped dnsmasq's
+// DHCP socket (port 67 of the server namespace): the client's request.
+func (l *lab) udpQueued() bool {
+	out, err := exec.Command("ip", "netns", "exec", l.srv.Name, "cat", "/proc/net/udp").Output()
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasSuffix(f[1], ":0043") {
+			_, rx, _ := strings.Cut(f[4], ":")
+			if n, err := strconv.ParseUint(rx, 16, 64); err == nil && n > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // TestDHCPv6Netns: the DHCPv6 leases of dhclient -6 and dhcpcd -6 are

@@ -68,10 +68,7 @@ func (r *Runner) renewJob(ctx context.Context, j *job, dry bool) Result {
 	case DHCPCD:
 		action, err = r.renewDHCPCD(ctx, j, dry)
 	case UDHCPC:
-		action = fmt.Sprintf("SIGUSR1 to udhcpc pid %d", j.c.proc.PID)
-		if !dry {
-			err = r.sys.signal(j.c.proc.PID, syscall.SIGUSR1)
-		}
+		action, err = r.renewUDHCPC(j, dry)
 	case Networkd:
 		action, err = r.renewNetworkd(ctx, j, dry)
 	case NetworkManager:
@@ -171,6 +168,25 @@ func (r *Runner) confirm(ctx context.Context, j *job, before []Lifetimes, read t
 			return fmt.Errorf("%d address(es) not renewed: valid_lft did not grow: %w", pending, err)
 		}
 	}
+}
+
+// renewUDHCPC sends busybox udhcpc SIGUSR1 ("renew now"), unless it is
+// already talking to a server: udhcpc holds a DHCP socket only then (none
+// while bound), and a SIGUSR1 while its own renewal request waits for the
+// answer makes it start over — it deconfigures, dropping the address, and
+// discovers again (busybox 1.35, "two SIGUSR1 received"). That renewal,
+// begun by the client's own timer, an operator or an earlier hook, is
+// awaited instead.
+func (r *Runner) renewUDHCPC(j *job, dry bool) (string, error) {
+	pid := j.c.proc.PID
+	if busy, err := r.sys.dhcpSocket(pid); err == nil && busy {
+		return fmt.Sprintf("udhcpc pid %d is already renewing (a DHCP socket open): awaited, not signalled", pid), nil
+	}
+	action := fmt.Sprintf("SIGUSR1 to udhcpc pid %d", pid)
+	if dry {
+		return action, nil
+	}
+	return action, r.sys.signal(pid, syscall.SIGUSR1)
 }
 
 // renewDHClient renews an ISC dhclient, which has no "renew now" verb:

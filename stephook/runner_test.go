@@ -169,6 +169,39 @@ func TestRenewers(t *testing.T) {
 	}
 }
 
+// TestUDHCPCAlreadyRenewing: a udhcpc that holds a DHCP socket is in the
+// middle of a renewal; a SIGUSR1 then would make it drop the address and
+// start over, so the renewer sends none and awaits that renewal.
+func TestUDHCPCAlreadyRenewing(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		answered bool // the renewal under way gets its DHCPACK
+		want     Outcome
+	}{
+		{"answered", true, OK},
+		{"never answered", false, TimedOut},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			setups[UDHCPC](f)
+			f.busy = map[int]bool{300: true}
+			f.onSleep = func(f *fakeSystem) {
+				if tt.answered {
+					f.setValid("192.0.2.10/24", 120*time.Second)
+					f.busy[300] = false
+				}
+			}
+			res := newTestRunner(t, hooksConfig(), f, nil).Renew(context.Background(), RenewRequest{})
+			if len(res) != 1 || res[0].Outcome != tt.want || !strings.Contains(res[0].Action, "already renewing") {
+				t.Fatalf("results %+v; want %v, the renewal under way awaited", res, tt.want)
+			}
+			if len(f.calls) != 0 {
+				t.Errorf("calls %q; want none (no SIGUSR1 during a renewal)", f.calls)
+			}
+		})
+	}
+}
+
 // TestDHClientRestartFails: a restarted dhclient that exits without a new
 // lease is reported, and the address's lifetimes are not touched.
 func TestDHClientRestartFails(t *testing.T) {
@@ -447,4 +480,31 @@ echo "end $NTPTOOL_EVENT" >> `+logPath)
 		t.Errorf("cancelled wait: %+v", rep)
 	}
 	<-r.turn
+}
+
+// TestDHCPCDStalePidFiles: a pid file left by a killed dhcpcd whose PID now
+// belongs to a running dhcpcd's helper, or to a dhcpcd of another
+// interface, names no client: each daemon is renewed once, for its own
+// interface.
+func TestDHCPCDStalePidFiles(t *testing.T) {
+	f := newFake()
+	setups[DHCPCD](f)
+	f.as = append(f.as, dynAddr("eth1", "198.51.100.7/24", 100*time.Second))
+	f.procs = append(f.procs, Process{PID: 410, Comm: "dhcpcd", Exe: "/usr/sbin/dhcpcd", Argv: []string{"dhcpcd: eth1 [ip4]"}})
+	f.files["/run/dhcpcd/eth1-4.pid"] = []byte("410\n")
+	f.files["/run/dhcpcd/gone-6.pid"] = []byte("401\n") // eth0's privileged proxy now
+	f.files["/run/dhcpcd/old-4.pid"] = []byte("410\n")  // eth1's daemon now
+	f.onRun = func(f *fakeSystem, argv []string) error {
+		f.setValid(map[string]string{"eth0": "192.0.2.10/24", "eth1": "198.51.100.7/24"}[argv[len(argv)-1]], 120*time.Second)
+		return nil
+	}
+	res := newTestRunner(t, hooksConfig(), f, nil).Renew(context.Background(), RenewRequest{})
+	var got []string
+	for _, r := range res {
+		got = append(got, fmt.Sprint(r.Name, " ", r.Interfaces, " ", r.Outcome))
+	}
+	want := []string{"dhcpcd[400] [eth0] ok", "dhcpcd[410] [eth1] ok"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("renewals (-want +got)\n%s", diff)
+	}
 }

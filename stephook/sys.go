@@ -37,6 +37,9 @@ type system interface {
 	processes() ([]Process, error)
 	alive(pid int) bool
 	signal(pid int, sig syscall.Signal) error
+	// dhcpSocket reports whether process pid holds a DHCP client socket
+	// (UDP on port 68 or 546, or a packet socket) of this namespace.
+	dhcpSocket(pid int) (bool, error)
 	readFile(path string) ([]byte, error)
 	readDir(dir string) ([]string, error)
 	// replaceFile replaces a file's content atomically (temporary file

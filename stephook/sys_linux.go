@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -355,3 +356,72 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 var errNoBus = errors.New("no D-Bus system bus")
+
+// DHCP client ports: DHCPv4 (bootpc) and DHCPv6.
+const bootpc, dhcpv6Client = 68, 546
+
+func (s linuxSystem) dhcpSocket(pid int) (bool, error) {
+	fds, err := os.ReadDir(filepath.Join(s.proc, strconv.Itoa(pid), "fd"))
+	if err != nil {
+		return false, err
+	}
+	var inodes []string
+	for _, fd := range fds {
+		link, err := os.Readlink(filepath.Join(s.proc, strconv.Itoa(pid), "fd", fd.Name()))
+		if ino, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes = append(inodes, strings.TrimSuffix(ino, "]"))
+		}
+	}
+	if len(inodes) == 0 {
+		return false, nil
+	}
+	dhcp := map[string]bool{}
+	for _, table := range []string{"udp", "udp6", "packet"} {
+		b, err := os.ReadFile(filepath.Join(s.proc, "net", table))
+		if err != nil && table != "udp6" { // no IPv6: no udp6
+			return false, err
+		}
+		for _, ino := range dhcpInodes(table, b) {
+			dhcp[ino] = true
+		}
+	}
+	for _, ino := range inodes {
+		if dhcp[ino] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// dhcpInodes returns the socket inodes of a /proc/net table that a DHCP
+// client listens on: every packet socket, and UDP sockets bound to the
+// client ports. Lines it cannot read are skipped.
+func dhcpInodes(table string, b []byte) []string {
+	var out []string
+	lines := strings.Split(string(b), "\n")
+	if len(lines) == 0 {
+		return nil
+	}
+	head := strings.Fields(lines[0])
+	col := slices.Index(head, "Inode")
+	if table != "packet" {
+		// The header of udp has "tx_queue rx_queue" and "tr tm->when" as
+		// one column each in the rows: the inode is the 10th field.
+		col = 9
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if col < 0 || len(f) <= col {
+			continue
+		}
+		if table != "packet" {
+			_, port, ok := strings.Cut(f[1], ":")
+			p, err := strconv.ParseUint(port, 16, 16)
+			if !ok || err != nil || (p != bootpc && p != dhcpv6Client) {
+				continue
+			}
+		}
+		out = append(out, f[col])
+	}
+	return out
+}

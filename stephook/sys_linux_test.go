@@ -3,6 +3,7 @@ package stephook
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -135,5 +136,58 @@ func TestLookSetpriv(t *testing.T) {
 				t.Errorf("lookSetpriv = %q, %v; want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDHCPSocket reads a made-up /proc: a process holds a DHCP socket when
+// one of its socket fds is a UDP socket on port 68 or 546, or a packet
+// socket; other sockets, pipes and files do not count.
+func TestDHCPSocket(t *testing.T) {
+	const (
+		udpHead    = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n"
+		packetHead = "sk               RefCnt Type Proto  Iface R Rmem   User   Inode\n"
+	)
+	udpRow := func(port, inode string) string {
+		return "  1: 00000000:" + port + " 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 " + inode + " 2 0000000000000000 0\n"
+	}
+	for _, tt := range []struct {
+		name        string
+		links       []string // the fds' link targets
+		udp, packet string
+		want        bool
+	}{
+		{"bound: no socket", []string{"pipe:[7]", "/dev/null"}, udpHead + udpRow("0044", "555"), packetHead, false},
+		{"renewing: UDP port 68", []string{"pipe:[7]", "socket:[555]"}, udpHead + udpRow("0035", "554") + udpRow("0044", "555"), packetHead, true},
+		{"DHCPv6 client port", []string{"socket:[556]"}, udpHead + udpRow("0222", "556"), packetHead, true},
+		{"rebinding: packet socket", []string{"socket:[600]"}, udpHead, packetHead + "0000000000000000 3      3     0300   2     1 0      0      600\n", true},
+		{"a socket of another port", []string{"socket:[554]"}, udpHead + udpRow("0035", "554"), packetHead, false},
+		{"garbled tables", []string{"socket:[555]"}, "x\n  1: 00000000:zz\n", "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			fd := filepath.Join(root, "42/fd")
+			for _, dir := range []string{fd, filepath.Join(root, "net")} {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, l := range tt.links {
+				if err := os.Symlink(l, filepath.Join(fd, strconv.Itoa(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, text := range map[string]string{"udp": tt.udp, "packet": tt.packet} {
+				if err := os.WriteFile(filepath.Join(root, "net", name), []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := linuxSystem{proc: root}.dhcpSocket(42)
+			if err != nil || got != tt.want {
+				t.Errorf("dhcpSocket = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := (linuxSystem{proc: t.TempDir()}).dhcpSocket(42); err == nil {
+		t.Error("no such process: want an error")
 	}
 }

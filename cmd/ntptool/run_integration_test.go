@@ -762,7 +762,7 @@ func TestRunPoolReplacement(t *testing.T) {
 	// Synchronised within a few polls; the frequency is still being learnt
 	// (16.7 ppm of 20 after 14 s on a loaded CI machine).
 	v := d.await(20*time.Second, "synchronised on the two live members", synchronised)
-	synced, best := v.at, math.Abs(v.st.FrequencyPPM-fakeRatePPM)
+	synced, bound := v.at, math.Abs(v.st.FrequencyPPM-fakeRatePPM)+keptFrom(v)
 	t.Logf("synchronised: %s", v)
 	replaced := func(v view) bool {
 		if !slices.Equal(v.addresses(), live) || math.Abs(v.st.FrequencyPPM-fakeRatePPM) > learntPPM {
@@ -777,12 +777,14 @@ func TestRunPoolReplacement(t *testing.T) {
 	}
 	kept := func(v view) error {
 		// Lost, the frequency would start again from 0, fakeRatePPM away:
-		// further from it than the closest it has been, not closer.
+		// beyond the tightest bound an earlier view set (its distance
+		// from fakeRatePPM plus its tolerance; the first estimates are
+		// tens of ppm wide).
 		dist := math.Abs(v.st.FrequencyPPM - fakeRatePPM)
-		best = min(best, dist)
-		if v.at > synced && (v.st.SyncState != control.StateSynchronised || dist > best+learntPPM) {
+		if dist > bound || v.at > synced && v.st.SyncState != control.StateSynchronised {
 			return errors.New("synchronisation or the learned frequency lost")
 		}
+		bound = min(bound, dist+keptFrom(v))
 		return nil
 	}
 	v = d.await(45*time.Second, "4 live members", replaced, kept)

@@ -22,6 +22,7 @@ const (
 	ifClient   = "vc"
 	serverCIDR = "198.18.0.1/24"
 	dnsmasqLog = "/tmp/dnsmasq.log"
+	clientLog  = "/tmp/dhcp-client.log" // udhcpc's and dhcpcd's output
 	dhclientPF = "/tmp/dhclient.pid"
 	dhclientLF = "/tmp/dhclient.leases"
 	udhcpcPF   = "/tmp/udhcpc.pid"
@@ -70,6 +71,12 @@ func (s *g) startDHCPLab() (*dhcpLab, error) {
 	argv := append([]string{ipBin, "netns", "exec", nsServer}, noCap("/usr/sbin/dnsmasq", "-k", "--conf-file=/dev/null",
 		"--port=0", "--interface="+ifServer, "--bind-interfaces", "--no-ping",
 		fmt.Sprintf("--dhcp-range=198.18.0.100,198.18.0.150,255.255.255.0,%ds", lease),
+		// Authoritative: the server shares the guest's clock, so a step
+		// forward expires its leases, and a renewal of an expired lease
+		// gets "DHCPNAK lease not found" unless the server may hand it out
+		// again. A LAN's DHCP server runs on its own clock: its lease is
+		// still valid.
+		"--dhcp-authoritative",
 		"--dhcp-option=3", "--dhcp-option=6", "--dhcp-leasefile=/tmp/dnsmasq.leases",
 		"--log-dhcp", "--log-facility="+dnsmasqLog, "--user=root", "--group=root")...)
 	lab.dnsmasq = exec.Command(argv[0], argv[1:]...)
@@ -111,7 +118,7 @@ func (l *dhcpLab) startClient() error {
 	}
 	l.fg = exec.Command(argv[0], argv[1:]...)
 	l.fg.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	logf, err := os.Create("/tmp/dhcp-client.log")
+	logf, err := os.Create(clientLog)
 	if err != nil {
 		return err
 	}
@@ -411,10 +418,35 @@ func scenarioDHCPNoHooks(s *g) error {
 	s.rep.Facts["address_lost"] = strconv.FormatBool(lost)
 	s.rep.Set("address_lasted_after_bind_seconds", at-tBound)
 	s.rep.Set("step_after_bind_seconds", tStep-tBound)
-	s.rep.Facts["client_alive_at_end"] = strconv.FormatBool(alive)
+	s.labFacts(lab)
 	s.rep.Set("acks_after_step", float64(acks())-s.rep.Metrics["acks_before_step"])
 	s.note("address lost=%v %.1f s after the bind; %s alive=%v", lost, at-tBound, lab.client, alive)
 	return nil
+}
+
+// labFacts reports the lab's end: whether the client still runs and how
+// many of it, the server's DHCP messages and the client's own log.
+func (s *g) labFacts(lab *dhcpLab) {
+	s.rep.Facts["client_alive_at_end"] = strconv.FormatBool(lab.clientAlive())
+	inst := clientInstances(lab.client)
+	s.rep.Facts["client_instances"] = strings.Join(inst, "\n")
+	s.rep.Set("client_instances_at_end", float64(len(inst)))
+	s.rep.Facts["dnsmasq_log"] = dhcpMessages(tailFile(dnsmasqLog, 2000), 80)
+	if lab.fg != nil {
+		s.rep.Facts["dhcp_client_log"] = tailFile(clientLog, 60)
+	}
+}
+
+// dhcpMessages keeps the last n lines of a dnsmasq log that name a DHCP
+// message (DHCPREQUEST, DHCPACK, DHCPNAK, ...), not the options it sent.
+func dhcpMessages(log string, n int) string {
+	var keep []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, " DHCP") && !strings.Contains(l, "DHCP range") {
+			keep = append(keep, l)
+		}
+	}
+	return tail(strings.Join(keep, "\n"), n)
 }
 
 // waitForFine is waitFor polling every 20 ms, for latencies.

@@ -73,11 +73,7 @@ func scenarioDHCPHooks(s *g) error {
 			break
 		}
 	}
-	s.rep.Facts["client_alive_at_end"] = strconv.FormatBool(lab.clientAlive())
-	inst := clientInstances(lab.client)
-	s.rep.Facts["client_instances"] = strings.Join(inst, "\n")
-	s.rep.Set("client_instances_at_end", float64(len(inst)))
-	s.rep.Facts["dnsmasq_log"] = tailFile(dnsmasqLog, 60)
+	s.labFacts(lab)
 	if b, err := os.ReadFile(auditJournal); err == nil {
 		s.rep.Facts["audit_journal"] = tail(string(b), 40)
 	}
@@ -207,12 +203,8 @@ func scenarioDHCPExternal(s *g) error {
 	if t, ok := logStamp(tailFile(daemonLog, daemonLogLines), `msg="clock step detected"`, "own=false", tStep); ok {
 		s.rep.Set("external_detect_seconds", t-tStep)
 	}
-	s.rep.Facts["client_alive_at_end"] = strconv.FormatBool(lab.clientAlive())
-	inst := clientInstances(lab.client)
-	s.rep.Facts["client_instances"] = strings.Join(inst, "\n")
-	s.rep.Set("client_instances_at_end", float64(len(inst)))
+	s.labFacts(lab)
 	s.note("after date -s: address lost=%v after %.0f s", lost, at-tStep)
-	s.rep.Facts["dnsmasq_log"] = tailFile(dnsmasqLog, 60)
 	// What the daemon and the kernel say of a clock an hour off that the
 	// daemon will not correct (beyond [step] panic).
 	st, _ := exec.Command(ntptoolBin, "status", "--json", "--config", ntptoolConf).CombinedOutput()

@@ -293,3 +293,31 @@ func TestParseProcStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestDHCPMessages keeps dnsmasq's message lines, newest last, and drops
+// the options it logs with each.
+func TestDHCPMessages(t *testing.T) {
+	log := `Dec  2 12:44:29 dnsmasq-dhcp[100]: 26 available DHCP range: 198.18.0.100 -- 198.18.0.150
+Dec  2 12:44:29 dnsmasq-dhcp[100]: 26 DHCPREQUEST(vs) 198.18.0.108 26:f9:83:23:ca:1a 
+Dec  2 12:44:29 dnsmasq-dhcp[100]: 26 DHCPNAK(vs) 198.18.0.108 26:f9:83:23:ca:1a lease not found
+Dec  2 12:44:29 dnsmasq-dhcp[100]: 26 sent size:  1 option: 53 message-type  6
+Dec  2 12:46:17 dnsmasq-dhcp[100]: 15 DHCPDISCOVER(vs) 26:f9:83:23:ca:1a 
+Dec  2 12:46:17 dnsmasq-dhcp[100]: 15 DHCPOFFER(vs) 198.18.0.108 26:f9:83:23:ca:1a `
+	for _, tt := range []struct {
+		n    int
+		want []string
+	}{
+		{10, []string{"DHCPREQUEST", "DHCPNAK", "DHCPDISCOVER", "DHCPOFFER"}},
+		{2, []string{"DHCPDISCOVER", "DHCPOFFER"}},
+	} {
+		lines := strings.Split(dhcpMessages(log, tt.n), "\n")
+		if len(lines) != len(tt.want) {
+			t.Fatalf("n=%d: %q; want %d lines", tt.n, lines, len(tt.want))
+		}
+		for i, w := range tt.want {
+			if !strings.Contains(lines[i], " "+w+"(") {
+				t.Errorf("n=%d: line %d %q; want %s", tt.n, i, lines[i], w)
+			}
+		}
+	}
+}
