@@ -22,7 +22,7 @@ type fakeSystem struct {
 	files   map[string][]byte
 	dead    map[int]bool
 	busy    map[int]bool // processes that hold a DHCP socket
-	calls   []string // what was done, in order
+	calls   []string     // what was done, in order
 	nextPID int
 
 	renewTo time.Duration // what networkd and NetworkManager renew to
