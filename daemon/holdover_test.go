@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -177,5 +178,30 @@ func TestSourcesAddedWhileSynchronised(t *testing.T) {
 		if s.Role != daemon.RoleSelected && s.Role != daemon.RoleCombined && s.Role != daemon.RoleNotCombined {
 			t.Errorf("20 s after adding: source %s %v; want it used", s.Name, s.Role)
 		}
+	}
+}
+
+// Health, the pool manager's cheap view, says what Status says of each
+// source's polls, reach and role, answered and silent.
+func TestHealthMatchesStatus(t *testing.T) {
+	h := newHarness(t, "a", "b", "c")
+	checks := 0
+	check := func() {
+		checks++
+		st := h.eng.Status()
+		var want []daemon.SourceHealth
+		for _, s := range st.Sources {
+			want = append(want, daemon.SourceHealth{ID: s.ID, Polls: s.Polls, Reach: s.Reach, Role: s.Role})
+		}
+		if got := h.eng.Health(); !slices.Equal(got, want) {
+			t.Fatalf("Health %+v; Status says %+v", got, want)
+		}
+	}
+	h.run(30*time.Second, check)
+	h.answering = false
+	h.run(40*time.Second, nil)
+	check()
+	if checks < 10 {
+		t.Errorf("%d checks; want one per reply", checks)
 	}
 }

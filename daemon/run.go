@@ -495,11 +495,19 @@ func (h *host) loop(ctx context.Context) error {
 			h.eng.Wakeup()
 			h.afterPoll()
 		case r := <-h.tr.Replies():
-			rx, rxMono := r.RxRealtime, r.RxMonotonic()
-			if h.null != nil {
-				rx, rxMono = h.null.Virtual(rx, rxMono)
+			h.receive(r)
+			// The replies of one poll round come together: take all that
+			// wait before the timers are set again. Each reply moves the
+			// slew's end later, and a timer set later than it was still
+			// wakes the process at its old time.
+			for more := true; more; {
+				select {
+				case r := <-h.tr.Replies():
+					h.receive(r)
+				default:
+					more = false
+				}
 			}
-			h.eng.Receive(r.Source, r.Packet, rx, rxMono)
 		case res := <-h.lookups.Results():
 			if res.Err != nil {
 				h.log.Warn("name not resolved", "name", res.Name, "err", res.Err)
@@ -527,6 +535,16 @@ func (h *host) loop(ctx context.Context) error {
 	}
 }
 
+// receive hands a reply to the engine, on the virtual clock without clock
+// control.
+func (h *host) receive(r netio.Reply) {
+	rx, rxMono := r.RxRealtime, r.RxMonotonic()
+	if h.null != nil {
+		rx, rxMono = h.null.Virtual(rx, rxMono)
+	}
+	h.eng.Receive(r.Source, r.Packet, rx, rxMono)
+}
+
 func (h *host) untilPool() time.Duration {
 	next := h.pool.NextWakeup()
 	if next == math.MaxInt64 {
@@ -538,9 +556,8 @@ func (h *host) untilPool() time.Duration {
 // afterPoll reports each source's health to the pool manager after its
 // polls, and checks whether another process changed the kernel clock.
 func (h *host) afterPoll() {
-	st := h.eng.Status()
 	now := hostMono()
-	for _, s := range st.Sources {
+	for _, s := range h.eng.Health() {
 		if s.Polls == h.polls[s.ID] {
 			continue
 		}

@@ -176,6 +176,24 @@ func (e *Engine) Status() Status {
 	return st
 }
 
+// SourceHealth is what the pool manager needs of a source after its
+// polls: Status's ID, Polls, Reach and Role, without the estimates.
+type SourceHealth struct {
+	ID, Polls int
+	Reach     uint8
+	Role      Role
+}
+
+// Health is every source's SourceHealth, cheaply.
+func (e *Engine) Health() []SourceHealth {
+	out := make([]SourceHealth, 0, len(e.sources))
+	for _, s := range e.sources {
+		n, _ := s.wire.Polls()
+		out = append(out, SourceHealth{ID: s.id, Polls: n, Reach: s.wire.Reach(), Role: s.role})
+	}
+	return out
+}
+
 func clockSeconds(s float64) time.Duration { return time.Duration(s * 1e9) }
 
 // Estimate is the estimated offset of the clock now (local − true, s) and

@@ -50,7 +50,22 @@ func lifetime(sec int) time.Duration {
 	return time.Duration(uint32(sec)) * time.Second
 }
 
-func (linuxSystem) addrs() ([]Addr, error) {
+// dumpTries bounds the re-reads of a netlink dump that a concurrent change
+// interrupted (a DHCP client's script setting its address while the
+// renewer watches it): the kernel then flags the dump as possibly
+// inconsistent, and it is read again.
+const dumpTries = 5
+
+func (s linuxSystem) addrs() ([]Addr, error) {
+	for try := 1; ; try++ {
+		out, err := s.addrsOnce()
+		if err == nil || !errors.Is(err, netlink.ErrDumpInterrupted) || try == dumpTries {
+			return out, err
+		}
+	}
+}
+
+func (linuxSystem) addrsOnce() ([]Addr, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)

@@ -201,6 +201,7 @@ type procStat struct {
 	comm  string
 	state byte
 	ppid  int
+	ticks uint64 // CPU time, user and system, in clock ticks
 }
 
 // parseStat parses a /proc/PID/stat line (the command name, in
@@ -218,7 +219,83 @@ func parseStat(b []byte) (procStat, bool) {
 	if err != nil {
 		return procStat{}, false
 	}
-	return procStat{comm: string(b[l+1 : r]), state: f[0][0], ppid: ppid}, true
+	st := procStat{comm: string(b[l+1 : r]), state: f[0][0], ppid: ppid}
+	if len(f) > 12 {
+		ut, _ := strconv.ParseUint(f[11], 10, 64)
+		kt, _ := strconv.ParseUint(f[12], 10, 64)
+		st.ticks = ut + kt
+	}
+	return st, true
+}
+
+// cpuSample is every process's CPU time and the guest's idle and total
+// time, in clock ticks.
+type cpuSample struct {
+	procs       map[int]procStat
+	idle, total uint64
+}
+
+func sampleCPU() cpuSample {
+	c := cpuSample{procs: map[int]procStat{}}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		for i, f := range strings.Fields(line)[1:] {
+			n, _ := strconv.ParseUint(f, 10, 64)
+			c.total += n
+			if i == 3 || i == 4 { // idle, iowait
+				c.idle += n
+			}
+		}
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
+			if st, ok := parseStat(b); ok {
+				c.procs[pid] = st
+			}
+		}
+	}
+	return c
+}
+
+// cpuUse says where the guest's CPU went between two samples: the idle
+// share and the busiest processes (seconds at 100 ticks/s), "idle 12%;
+// ntptool[90] 0.41 s, dhclient[150] 0.22 s".
+func cpuUse(before, after cpuSample) string {
+	type use struct {
+		name  string
+		ticks uint64
+	}
+	var uses []use
+	for pid, a := range after.procs {
+		t := a.ticks - min(a.ticks, before.procs[pid].ticks) // new processes count from 0
+		if b, ok := before.procs[pid]; ok && b.comm != a.comm {
+			t = a.ticks // the PID was reused
+		}
+		if t > 0 {
+			uses = append(uses, use{fmt.Sprintf("%s[%d]", a.comm, pid), t})
+		}
+	}
+	slices.SortFunc(uses, func(x, y use) int { return int(y.ticks) - int(x.ticks) })
+	out := "idle ?"
+	if d := after.total - before.total; d > 0 {
+		out = fmt.Sprintf("idle %.0f%% of %.2f s", 100*float64(after.idle-before.idle)/float64(d), float64(d)/100)
+	}
+	for i, u := range uses {
+		if i == 6 {
+			break
+		}
+		sep := ", "
+		if i == 0 {
+			sep = "; "
+		}
+		out += fmt.Sprintf("%s%s %.2f s", sep, u.name, float64(u.ticks)/100)
+	}
+	return out
 }
 
 // clientInstances lists the running instances of a DHCP client: its live

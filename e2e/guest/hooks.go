@@ -231,6 +231,8 @@ func scenarioDHCPExternal(s *g) error {
 func (s *g) ackWithin(d time.Duration, act func() error) (float64, error) {
 	a0 := acks()
 	t0 := mono()
+	cpu0 := sampleCPU()
+	defer func() { s.note("CPU until the DHCPACK: %s", cpuUse(cpu0, sampleCPU())) }()
 	done := make(chan error, 1)
 	go func() { done <- act() }()
 	var actErr error

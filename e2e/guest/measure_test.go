@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -319,5 +320,23 @@ Dec  2 12:46:17 dnsmasq-dhcp[100]: 15 DHCPOFFER(vs) 198.18.0.108 26:f9:83:23:ca:
 				t.Errorf("n=%d: line %d %q; want %s", tt.n, i, lines[i], w)
 			}
 		}
+	}
+}
+
+// TestCPUUse: CPU time from /proc/PID/stat (utime + stime), new processes
+// counted from zero, a reused PID from its own start, the busiest first.
+func TestCPUUse(t *testing.T) {
+	stat := func(pid, comm string, ticks int) procStat {
+		st, ok := parseStat([]byte(pid + " (" + comm + ") S 1 1 1 0 -1 4194560 100 0 0 0 " + strconv.Itoa(ticks) + " 0 0 0 20 0 1 0"))
+		if !ok {
+			t.Fatal("parseStat")
+		}
+		return st
+	}
+	before := cpuSample{procs: map[int]procStat{90: stat("90", "ntptool", 40), 95: stat("95", "sh", 500)}, idle: 100, total: 200}
+	after := cpuSample{procs: map[int]procStat{90: stat("90", "ntptool", 81), 95: stat("95", "dhclient", 22), 150: stat("150", "dnsmasq", 3)}, idle: 112, total: 300}
+	want := "idle 12% of 1.00 s; ntptool[90] 0.41 s, dhclient[95] 0.22 s, dnsmasq[150] 0.03 s"
+	if got := cpuUse(before, after); got != want {
+		t.Errorf("cpuUse = %q\nwant %q", got, want)
 	}
 }
