@@ -1,6 +1,8 @@
 package stephook
 
 import (
+	"context"
+	"slices"
 	"testing"
 	"time"
 )
@@ -34,5 +36,27 @@ func TestRefreshed(t *testing.T) {
 				t.Errorf("refreshed(%v → %v, lease %v, after %v) = %v, want %v", tc.before, tc.after, tc.leaseTime, tc.elapsed, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestPoller: polls every 10 ms at first, each wait half as long again as
+// the last, never longer than 100 ms.
+func TestPoller(t *testing.T) {
+	f := newFake()
+	f.advance = true
+	var p poller
+	var waits []time.Duration
+	for range 9 {
+		before := f.now()
+		if err := p.sleep(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, f.now().Sub(before))
+	}
+	ms := time.Millisecond
+	want := []time.Duration{10 * ms, 15 * ms, 22500 * time.Microsecond, 33750 * time.Microsecond,
+		50625 * time.Microsecond, 75937500 * time.Nanosecond, 100 * ms, 100 * ms, 100 * ms}
+	if !slices.Equal(waits, want) {
+		t.Errorf("waits %v; want %v", waits, want)
 	}
 }

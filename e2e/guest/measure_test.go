@@ -2,6 +2,8 @@ package main
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -338,5 +340,38 @@ func TestCPUUse(t *testing.T) {
 	want := "idle 12% of 1.00 s; ntptool[90] 0.41 s, dhclient[95] 0.22 s, dnsmasq[150] 0.03 s"
 	if got := cpuUse(before, after); got != want {
 		t.Errorf("cpuUse = %q\nwant %q", got, want)
+	}
+}
+
+// TestTokenCounter counts DHCPACKs in a log that grows between reads, a
+// token split across two writes included, and starts over on a new log.
+func TestTokenCounter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dnsmasq.log")
+	var c tokenCounter
+	for _, tc := range []struct {
+		write string
+		trunc bool
+		want  int
+	}{
+		{"", false, 0},
+		{"x DHCPREQUEST(vs) a\nx DHCPACK(vs) a\n", false, 1},
+		{"x DHCPACK(vs) b\nx DHCP", false, 2},
+		{"ACK(vs) c\n", false, 3},
+		{"nothing\n", false, 3},
+		{"x DHCPACK(vs) new log\n", true, 1},
+	} {
+		flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+		if tc.trunc {
+			flags = os.O_WRONLY | os.O_TRUNC
+		}
+		f, err := os.OpenFile(path, flags, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(tc.write)
+		f.Close()
+		if got := c.count(path); got != tc.want {
+			t.Errorf("after %q: %d; want %d", tc.write, got, tc.want)
+		}
 	}
 }
