@@ -284,7 +284,7 @@ func TestExpectations(t *testing.T) {
 			r.Set("step_back_1h_acks", 0)
 			r.Facts["step_forward_1d_exit"] = "3"
 			r.Facts["audit_journal"] = `{"seq":1,"kind":"step"}`
-		}), hooksSpec), []string{"-1h: address kept", "-1h: watched ≥ 140 s (valid_lft 120 s)", "-1h: its hooks renewed the lease",
+		}), hooksSpec), []string{"-1h: address lost", "-1h: watched ≥ 140 s (valid_lft 120 s)", "-1h: its hooks renewed the lease",
 			"ntptool step --by +24h exits 0", "the 2 steps are in the audit journal"}},
 		{"least-priv, good", expectLeastPriv(leastPrivReport(), privSpec), nil},
 		{"least-priv, all caps kept, helper with CAP_SYS_TIME, dishonest maxerror, relearned", expectLeastPriv(with(leastPrivReport(), func(r *report.Report) {
@@ -308,7 +308,7 @@ func TestExpectations(t *testing.T) {
 		{"hooks, the backward step only, lost", expectDHCPHooks(with(hooksReport(), func(r *report.Report) {
 			r.Facts["lost_back_1h"] = "true"
 			r.Set("survived_back_1h_seconds", 118)
-		}), specOf(t, "dhcp-hooks-back", options{Quick: true})), []string{"-1h: address kept", "-1h: watched ≥ 130 s (valid_lft 120 s)"}},
+		}), specOf(t, "dhcp-hooks-back", options{Quick: true})), []string{"-1h: address lost", "-1h: watched ≥ 130 s (valid_lft 120 s)"}},
 		{"external, good", expectDHCPExternal(externalReport(), extSpec), nil},
 		{"external, not detected, address lost", expectDHCPExternal(with(externalReport(), func(r *report.Report) {
 			delete(r.Metrics, "external_step_ack_seconds")
@@ -318,7 +318,7 @@ func TestExpectations(t *testing.T) {
 			r.Set("survived_external_seconds", 118)
 			r.Facts["daemon_log"] = ""
 			r.Set("client_instances_at_end", 2)
-		}), extSpec), []string{"ntptool run detects it within 1 s (log stamp)", "and renews: DHCPACK within 1 s of by hand (≤ 3.60 s)", "address kept after it", "watched ≥ 140 s (valid_lft 120 s)",
+		}), extSpec), []string{"ntptool run detects it within 1 s (log stamp)", "and renews: DHCPACK within 1 s of by hand (≤ 3.60 s)", "address lost after it", "watched ≥ 140 s (valid_lft 120 s)",
 			"the daemon logged the external step", "one instance of it, not two"}},
 		{"external, slow renew", expectDHCPExternal(with(externalReport(), func(r *report.Report) { r.Set("renew_ack_seconds", 3.7) }), extSpec),
 			[]string{"ntptool renew: DHCPACK within 1 s of by hand (≤ 3.60 s)"}},

@@ -528,7 +528,7 @@ func expectDHCPMonotonic(r *report.Report, sp report.Spec) []check {
 		metric(r, "valid_lft_at_bind_seconds", fmt.Sprintf("%s bound, valid_lft ≈ %.0f s", sp.DHCPClient, lease), "%.0f s", 1,
 			func(v float64) bool { return v > lease-15 && v <= lease }),
 		fact(r, "step_exit", "ntptool step --by -1h, renewers off: stepped (exit 0 or 3)", "0|3"),
-		fact(r, "address_lost", "address kept after the -1 h step, no hook", "false"),
+		fact(r, "address_lost", "address lost after the -1 h step, no hook", "false"),
 		metric(r, "address_lasted_after_bind_seconds", fmt.Sprintf("watched past valid_lft (≥ %.0f s)", lease+30), "%.1f s", 1,
 			func(v float64) bool { return v >= lease+30 }),
 		fact(r, "client_alive_at_end", sp.DHCPClient+" still running", "true"),
@@ -549,7 +549,7 @@ func expectDHCPHooks(r *report.Report, sp report.Spec) []check {
 			fact(r, "step_"+ph.name+"_exit", "ntptool step --by "+ph.by+" exits 0", "0"),
 			metric(r, "step_"+ph.name+"_seconds", ph.by+": the clock moved by (host query)", "%+.3f s", 1, nil),
 			metric(r, "step_"+ph.name+"_acks", ph.by+": its hooks renewed the lease", "%.0f ACKs", 1, func(v float64) bool { return v >= 1 }),
-			fact(r, "lost_"+ph.name, ph.by+": address kept", "false"),
+			fact(r, "lost_"+ph.name, ph.by+": address lost", "false"),
 			metric(r, "survived_"+ph.name+"_seconds", fmt.Sprintf("%s: watched ≥ %.0f s (valid_lft %.0f s)", ph.by, watch, lease), "%.0f s", 1,
 				func(v float64) bool { return v >= watch }),
 		)
@@ -589,7 +589,7 @@ func expectDHCPExternal(r *report.Report, sp report.Spec) []check {
 			func(v float64) bool { return math.Abs(v-step) < 1.5 }), // date -s sets whole seconds
 		metric(r, "external_detect_seconds", "ntptool run detects it within 1 s (log stamp)", "%.3f s", 1, func(v float64) bool { return v <= 1 }),
 		withinOfHand(r, "external_step_ack_seconds", "and renews: DHCPACK"),
-		fact(r, "lost_external", "address kept after it", "false"),
+		fact(r, "lost_external", "address lost after it", "false"),
 		metric(r, "survived_external_seconds", fmt.Sprintf("watched ≥ %.0f s (valid_lft %.0f s)", watch, lease), "%.0f s", 1,
 			func(v float64) bool { return v >= watch }),
 		fact(r, "client_alive_at_end", sp.DHCPClient+" running at the end", "true"),
