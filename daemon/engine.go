@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	crand "crypto/rand"
 	"errors"
 	"fmt"
@@ -446,8 +447,10 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 	txReal := s.wire.TxReal()
 	u, applied := e.u(txReal.Add(rxReal.Sub(txReal)/2), mid)
 	verdict := s.est.Add(u, sample.OffsetS-applied, sample.DelayS)
-	e.log.Debug("sample", "source", s.wire.Name(), "monotonic_seconds", mid.Seconds(), "offset_seconds", sample.OffsetS,
-		"delay_seconds", sample.DelayS, "applied_seconds", applied, "outlier", verdict == estimator.Outlier, "wander", s.est.Wander())
+	if e.debugging() {
+		e.log.Debug("sample", "source", s.wire.Name(), "monotonic_seconds", mid.Seconds(), "offset_seconds", sample.OffsetS,
+			"delay_seconds", sample.DelayS, "applied_seconds", applied, "outlier", verdict == estimator.Outlier, "wander", s.est.Wander())
+	}
 	switch verdict {
 	case estimator.Outlier:
 		return
@@ -659,12 +662,18 @@ func (e *Engine) update() {
 		return
 	}
 	act := e.disc.Update(sel.in)
-	e.log.Debug("update", "monotonic_seconds", now.Seconds(), "offset_seconds", sel.in.OffsetS, "sigma_seconds", sel.in.SigmaS,
-		"freq_error_ppm", sel.in.FreqError*1e6, "sigma_freq_ppm", sel.in.SigmaY*1e6, "freq_ppm", act.FreqPPM,
-		"slew_seconds", act.Slew.Seconds(), "slew_duration_seconds", act.SlewDuration.Seconds(),
-		"step_seconds", act.Step.Seconds(), "survivors", len(sel.res.Survivors), "truechimers", len(sel.res.Truechimers))
+	if e.debugging() {
+		e.log.Debug("update", "monotonic_seconds", now.Seconds(), "offset_seconds", sel.in.OffsetS, "sigma_seconds", sel.in.SigmaS,
+			"freq_error_ppm", sel.in.FreqError*1e6, "sigma_freq_ppm", sel.in.SigmaY*1e6, "freq_ppm", act.FreqPPM,
+			"slew_seconds", act.Slew.Seconds(), "slew_duration_seconds", act.SlewDuration.Seconds(),
+			"step_seconds", act.Step.Seconds(), "survivors", len(sel.res.Survivors), "truechimers", len(sel.res.Truechimers))
+	}
 	e.execute(act, now, "")
 }
+
+// debugging reports whether the log takes debug records: their
+// attributes (boxed, some computed) cost more than the rest of a sample.
+func (e *Engine) debugging() bool { return e.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // execute carries out the discipline's actions at monotonic time now;
 // reason, if any, says why (for OnClockChange).
