@@ -414,9 +414,6 @@ func (s linuxSystem) dhcpSocket(pid int) (bool, error) {
 func dhcpInodes(table string, b []byte) []string {
 	var out []string
 	lines := strings.Split(string(b), "\n")
-	if len(lines) == 0 {
-		return nil
-	}
 	head := strings.Fields(lines[0])
 	col := slices.Index(head, "Inode")
 	if table != "packet" {

@@ -191,3 +191,18 @@ func TestDHCPSocket(t *testing.T) {
 		t.Error("no such process: want an error")
 	}
 }
+
+// FuzzDHCPInodes: any /proc/net table text gives inodes or nothing, never
+// a panic; every inode it returns is a field of the text.
+func FuzzDHCPInodes(f *testing.F) {
+	f.Add("udp", "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n  1: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 555 2 0 0\n")
+	f.Add("packet", "sk               RefCnt Type Proto  Iface R Rmem   User   Inode\n0000000000000000 3      3     0300   2     1 0      0      600\n")
+	f.Add("udp6", "")
+	f.Fuzz(func(t *testing.T, table, text string) {
+		for _, ino := range dhcpInodes(table, []byte(text)) {
+			if !strings.Contains(text, ino) {
+				t.Fatalf("inode %q is not in the text", ino)
+			}
+		}
+	})
+}
