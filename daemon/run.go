@@ -502,8 +502,10 @@ func (h *host) loop(ctx context.Context) error {
 			// wakes the process at its old time.
 			for more := true; more; {
 				select {
-				case r := <-h.tr.Replies():
-					h.receive(r)
+				case r, ok := <-h.tr.Replies():
+					if more = ok; ok { // closed: the transport is shutting down
+						h.receive(r)
+					}
 				default:
 					more = false
 				}
