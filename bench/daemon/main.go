@@ -119,6 +119,11 @@ func run(o options) error {
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		return errors.New("setpriv (util-linux) not found")
 	}
+	if o.root == "" && o.soak == 0 {
+		// Before anything is made or started: a fatal exit skips the deferred
+		// stops (it left eight `ntptool serve` running once).
+		o.root = peers.Root(&peers.Runner{}) // fatal (exits) when the peers are missing
+	}
 	length := time.Duration(o.runs) * (o.warmup + o.window + 5*time.Second)
 	if o.soak > 0 {
 		length = o.soak
@@ -156,11 +161,6 @@ func run(o options) error {
 	}
 	if o.soak > 0 {
 		return b.soakRun(ctx)
-	}
-	if o.root == "" {
-		r := &peers.Runner{}
-		o.root = peers.Root(r) // fatal (exits) when the peers are missing
-		b.o.root = o.root
 	}
 	var reports []report
 	for i := range o.runs {
