@@ -112,6 +112,9 @@ func (f *fakeSystem) alive(pid int) bool {
 	return pid > 0 && !f.dead[pid] && slices.ContainsFunc(f.procs, func(p Process) bool { return p.PID == pid })
 }
 
+// awaitExit: the fake's processes are polled (alive).
+func (f *fakeSystem) awaitExit(context.Context, int) error { return errors.ErrUnsupported }
+
 func (f *fakeSystem) signal(pid int, sig syscall.Signal) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -1,6 +1,7 @@
 package stephook
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -282,17 +283,22 @@ func (r *Runner) renewDHClient(ctx context.Context, j *job, dry bool) (string, e
 	var fresh map[string]Lease
 	var goneSince time.Time
 	var poll poller
-	for {
-		b, _ := r.sys.readFile(j.c.leaseFile)
-		leases, _ := ParseLeases(b)
-		fresh = map[string]Lease{}
-		for _, iface := range want {
-			if l, ok := LatestLease(leases, iface, family); ok && !seen[leaseID(l)] {
-				fresh[iface] = l
+	var last []byte
+	for parsed := false; ; parsed = true {
+		// Parsed again only when it changed: on a slow machine parsing
+		// at each poll took CPU from the very client being waited for.
+		if b, _ := r.sys.readFile(j.c.leaseFile); !parsed || !bytes.Equal(b, last) {
+			last = b
+			leases, _ := ParseLeases(b)
+			fresh = map[string]Lease{}
+			for _, iface := range want {
+				if l, ok := LatestLease(leases, iface, family); ok && !seen[leaseID(l)] {
+					fresh[iface] = l
+				}
 			}
-		}
-		if len(fresh) == len(want) {
-			break
+			if len(fresh) == len(want) {
+				break
+			}
 		}
 		// The started process exited and no dhclient runs by the pid file:
 		// it failed. A daemonising dhclient writes its pid file after its
@@ -358,10 +364,14 @@ func pidFromFile(s system, path string) int {
 	return n
 }
 
-// waitExit polls until pid has exited, for at most limit.
+// waitExit waits until pid has exited, for at most limit: on a pidfd,
+// else polling.
 func (r *Runner) waitExit(ctx context.Context, pid int, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	if err := r.sys.awaitExit(ctx, pid); !errors.Is(err, errors.ErrUnsupported) {
+		return err
+	}
 	var poll poller
 	for r.sys.alive(pid) {
 		if err := poll.sleep(ctx, r.sys); err != nil {

@@ -36,6 +36,10 @@ type system interface {
 	// systemd-networkd, NetworkManager), with Env for dhclient.
 	processes() ([]Process, error)
 	alive(pid int) bool
+	// awaitExit waits until pid has exited or ctx ends; it returns
+	// errors.ErrUnsupported when it cannot watch the process (the caller
+	// polls alive).
+	awaitExit(ctx context.Context, pid int) error
 	signal(pid int, sig syscall.Signal) error
 	// dhcpSocket reports whether process pid holds a DHCP client socket
 	// (UDP on port 68 or 546, or a packet socket) of this namespace.

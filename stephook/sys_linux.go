@@ -201,6 +201,40 @@ func statPPID(stat string) int {
 	return n
 }
 
+// awaitExit waits until pid has exited or ctx ends, on a pidfd (readable
+// once the process has exited, zombie or reaped), so that the exit is seen
+// at once and without polling. errors.ErrUnsupported: no pidfd (Linux
+// before 5.3, or another /proc than this namespace's): the caller polls.
+func (s linuxSystem) awaitExit(ctx context.Context, pid int) error {
+	if s.proc != "/proc" {
+		return errors.ErrUnsupported
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	switch {
+	case errors.Is(err, unix.ESRCH):
+		return nil // gone already
+	case err != nil:
+		return errors.ErrUnsupported
+	}
+	f := os.NewFile(uintptr(fd), "pidfd") // non-blocking: in the runtime's poller
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return errors.ErrUnsupported
+	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+	defer stop()
+	err = rc.Read(func(fd uintptr) bool {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		return err != nil || n > 0 // exited (or poll failed: stop waiting on it)
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
 func (s linuxSystem) alive(pid int) bool {
 	// A zombie has exited: it only waits for its parent.
 	b, err := os.ReadFile(filepath.Join(s.proc, strconv.Itoa(pid), "stat"))

@@ -1,11 +1,16 @@
 package stephook
 
 import (
+	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestProcessesOwnNetns reads a made-up /proc: only DHCP clients of this
@@ -205,4 +210,66 @@ func FuzzDHCPInodes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAwaitExit: the pidfd wait returns once the process has exited (a
+// zombie counts: only its parent's wait is left), at once for a PID that
+// is gone, and with the context's error for one that lives on.
+func TestAwaitExit(t *testing.T) {
+	s := linuxSystem{proc: "/proc"}
+	start := func(t *testing.T) *exec.Cmd {
+		cmd := exec.Command("sleep", "30")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	tests := []struct {
+		name string
+		pid  func(t *testing.T) int
+		kill bool // SIGTERM it while awaitExit waits
+		want error
+	}{
+		{"exits while waited for", func(t *testing.T) int { return start(t).Process.Pid }, true, nil},
+		{"a zombie", func(t *testing.T) int {
+			cmd := start(t)
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			for s.alive(cmd.Process.Pid) {
+				time.Sleep(time.Millisecond)
+			}
+			return cmd.Process.Pid
+		}, false, nil},
+		{"gone", func(t *testing.T) int {
+			cmd := start(t)
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return cmd.Process.Pid
+		}, false, nil},
+		{"lives on", func(t *testing.T) int { return start(t).Process.Pid }, false, context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pid := tt.pid(t)
+			timeout := 2 * time.Second
+			if tt.want != nil {
+				timeout = 200 * time.Millisecond
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			if tt.kill {
+				time.AfterFunc(50*time.Millisecond, func() { _ = syscall.Kill(pid, syscall.SIGTERM) })
+			}
+			err := s.awaitExit(ctx, pid)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("awaitExit = %v, want %v", err, tt.want)
+			}
+			if tt.want == nil && s.alive(pid) {
+				t.Fatal("awaitExit returned while the process lives")
+			}
+		})
+	}
+	if err := (linuxSystem{proc: t.TempDir()}).awaitExit(context.Background(), 1); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("awaitExit on a fake /proc = %v, want errors.ErrUnsupported", err)
+	}
 }

@@ -370,7 +370,7 @@ func (s *g) startDaemon(argv []string) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.Env = []string{"PATH=/sbin:/usr/sbin:/bin:/usr/bin", "HOME=/"}
+	cmd.Env = []string{"PATH=/sbin:/usr/sbin:/bin:/usr/bin", "HOME=/", "NTPTOOL_CPUPROFILE=/tmp/cpu.prof"}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		pr.Close()
