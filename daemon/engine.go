@@ -172,6 +172,10 @@ type Engine struct {
 
 	saveDrift     func(driftfile.Drift)
 	nextDriftSave time.Duration // monotonic
+
+	// Between Hold and Release, replies defer their update (batched: one
+	// is due).
+	batching, batched bool
 }
 
 // State is the engine's synchronisation state.
@@ -212,6 +216,7 @@ type source struct {
 	lastMono time.Duration     // and monotonic time
 	track    estimator.Tracker // its phase carried by the combined frequency
 	late     bool              // added once there was a combined estimate
+	polled   bool              // polled (not retried) by this Wakeup: see alignPolls
 }
 
 // New builds an engine for cfg's sources and applies the drift file's
@@ -347,17 +352,31 @@ func (e *Engine) Start() {
 
 // NextWakeup is the monotonic time at which Wakeup must be called.
 func (e *Engine) NextWakeup() time.Duration {
-	next := time.Duration(math.MaxInt64)
+	scheduled, retry := e.NextWakeups()
+	return min(scheduled, retry)
+}
+
+// NextWakeups splits NextWakeup in two: the next scheduled event (a poll,
+// the slew's end, the drift save), and the next retry of a request in
+// flight, which its reply usually makes void a few milliseconds later.
+func (e *Engine) NextWakeups() (scheduled, retry time.Duration) {
+	scheduled, retry = math.MaxInt64, math.MaxInt64
 	for _, s := range e.sources {
-		next = min(next, s.wire.NextPoll())
+		poll := s.wire.ScheduledPoll()
+		if s.wire.Dead() == nil {
+			scheduled = min(scheduled, poll)
+		}
+		if next := s.wire.NextPoll(); next < poll {
+			retry = min(retry, next)
+		}
 	}
 	if slewing, end := e.clk.SlewEnd(); slewing {
-		next = min(next, end)
+		scheduled = min(scheduled, end)
 	}
 	if e.saveDrift != nil {
-		next = min(next, e.nextDriftSave)
+		scheduled = min(scheduled, e.nextDriftSave)
 	}
-	return next
+	return scheduled, retry
 }
 
 // Wakeup does what is due: ends a slew, sends requests, saves the drift.
@@ -367,11 +386,15 @@ func (e *Engine) Wakeup() {
 		e.check("end slew", e.clk.EndSlew(now))
 	}
 	silenced := false // a source stopped voting with this request
+	polled := false
 	for _, s := range e.sources {
 		if now >= s.wire.NextPoll() {
 			voting := s.wire.Voting()
 			e.requests++
+			scheduled := s.wire.ScheduledPoll()
 			txReal, txMono, err := e.tr.Send(s.id, s.wire.Request(real, now, e.burstLimit(s)))
+			s.polled = s.wire.ScheduledPoll() != scheduled // a poll, not a retry
+			polled = polled || s.polled
 			switch {
 			case err != nil:
 				e.log.Warn("send", "source", s.wire.Name(), "err", err)
@@ -380,6 +403,9 @@ func (e *Engine) Wakeup() {
 			}
 			silenced = silenced || voting && !s.wire.Voting()
 		}
+	}
+	if polled {
+		e.alignPolls()
 	}
 	if silenced && !e.anyVoting() {
 		// No reply will come to run the selection: run it now, so that
@@ -402,6 +428,41 @@ func (e *Engine) anyVoting() bool {
 		}
 	}
 	return false
+}
+
+// alignPolls brings the next polls of the sources just polled onto the
+// poll grid of a reference source (the first one polled in rounds), so
+// that once aligned all go in one round: the process then wakes once per
+// round instead of once per source, and the selection compares samples of
+// the same moment (chronyd and ntpd poll each source on its own timer).
+// The grid's step is the shorter of the two poll intervals, both powers of
+// 2, so aligned sources stay aligned whatever their intervals. A poll is
+// only brought forward, by at most a quarter of its interval each time (a
+// source aligns within 4 polls, for a poll or so more), and never for a
+// source whose server asked for longer intervals (KoD RATE).
+func (e *Engine) alignPolls() {
+	var ref *source
+	for _, s := range e.sources {
+		if s.wire.InRounds() {
+			ref = s
+			break
+		}
+	}
+	for _, s := range e.sources {
+		polled := s.polled
+		s.polled = false
+		if ref == nil || !polled || s == ref || !s.wire.InRounds() || s.wire.KoDFloorLog2() > 0 {
+			continue
+		}
+		grid := ref.wire.ScheduledPoll()
+		next, interval := s.wire.ScheduledPoll(), s.wire.PollInterval()
+		step := min(interval, ref.wire.PollInterval())
+		off := (next - grid) % step // the latest grid point at or before next is next − off
+		if off < 0 {
+			off += step
+		}
+		s.wire.PollSooner(max(next-off, next-interval/4))
+	}
 }
 
 // burstLimit is how long the frequency is good for during source s's
@@ -468,7 +529,26 @@ func (e *Engine) Receive(id int, pkt []byte, rxReal time.Time, rxMono time.Durat
 	}
 	s.wire.SetPollLog2(s.est.AdaptPoll(s.wire.KoDFloorLog2()))
 	s.last, s.lastMono = sample, mid
+	if e.batching {
+		e.batched = true
+		return
+	}
 	e.update()
+}
+
+// Hold defers the clock update that each reply Receive takes would make
+// until Release: replies that arrive together (a poll round, see
+// alignPolls) then make one selection and one clock adjustment, not one
+// each.
+func (e *Engine) Hold() { e.batching = true }
+
+// Release ends a Hold with one update for the replies received since.
+func (e *Engine) Release() {
+	e.batching = false
+	if e.batched {
+		e.batched = false
+		e.update()
+	}
 }
 
 // selected is a selection's outcome as the discipline needs it.

@@ -41,8 +41,8 @@ func (c *capture) Send(id int, pkt []byte) (time.Time, time.Duration, error) {
 }
 
 // harness drives an engine over a fake host clock and transport: the
-// servers answer each request 100 µs later, from the host clock, while
-// answering is set.
+// servers answer the requests of a wake-up 100 µs later, from the host
+// clock, while answering is set.
 type harness struct {
 	t         *testing.T
 	base      *fakeBase
@@ -50,9 +50,20 @@ type harness struct {
 	tr        *capture
 	eng       *daemon.Engine
 	answering bool
+	batch     bool // the replies of a wake-up in one Hold … Release
 }
 
 func newHarness(t *testing.T, names ...string) *harness {
+	t.Helper()
+	var srcs []config.Source
+	for _, name := range names {
+		srcs = append(srcs, pollFast(name))
+	}
+	return newHarnessOf(t, srcs...)
+}
+
+// newHarnessOf is newHarness with the sources' configurations.
+func newHarnessOf(t *testing.T, srcs ...config.Source) *harness {
 	t.Helper()
 	h := &harness{t: t, base: &fakeBase{real: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), mono: time.Hour}, tr: &capture{}, answering: true}
 	h.null = clock.NewNull(h.base)
@@ -61,9 +72,7 @@ func newHarness(t *testing.T, names ...string) *harness {
 		t.Fatal(err)
 	}
 	cfg := config.Default()
-	for _, name := range names {
-		cfg.Sources = append(cfg.Sources, pollFast(name))
-	}
+	cfg.Sources = srcs
 	if h.eng, err = daemon.New(&cfg, daemon.Options{Clock: clk, Transport: h.tr}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,17 +104,28 @@ func (h *harness) run(d time.Duration, each func()) {
 		}
 		reqs := h.tr.sent
 		h.tr.sent = nil
+		if !h.answering || len(reqs) == 0 {
+			continue
+		}
+		// The servers are equally far: all answer at once, and the
+		// replies arrive together.
+		h.base.advance(50 * time.Microsecond)
+		ts := ntpwire.FromTime(h.base.real)
+		h.base.advance(50 * time.Microsecond)
+		rx, rxMono := h.null.Virtual(h.base.Now())
+		if h.batch {
+			h.eng.Hold()
+		}
 		for _, r := range reqs {
-			if !h.answering {
-				continue
-			}
-			h.base.advance(50 * time.Microsecond)
-			ts := ntpwire.FromTime(h.base.real)
 			out := make([]byte, 48)
 			n, _ := ntpserve.Respond(out, r.pkt, ts, ts, &state)
-			h.base.advance(50 * time.Microsecond)
-			rx, rxMono := h.null.Virtual(h.base.Now())
 			h.eng.Receive(r.id, out[:n], rx, rxMono)
+			if each != nil && !h.batch {
+				each()
+			}
+		}
+		if h.batch {
+			h.eng.Release()
 			if each != nil {
 				each()
 			}

@@ -416,15 +416,13 @@ func hostMono() time.Duration {
 	return mono
 }
 
-// untilEngine is how long from now until the engine's monotonic time m.
-func (h *host) untilEngine(m time.Duration) time.Duration {
-	if m == math.MaxInt64 {
-		return time.Hour
+// hostMonotonic is the host's monotonic time at the engine's m (math.MaxInt64
+// stays).
+func (h *host) hostMonotonic(m time.Duration) time.Duration {
+	if h.null != nil && m != math.MaxInt64 {
+		return h.null.BaseMonotonic(m)
 	}
-	if h.null != nil {
-		m = h.null.BaseMonotonic(m)
-	}
-	return max(m-hostMono(), 0)
+	return m
 }
 
 // loop is the event loop: the only goroutine that touches the engine.
@@ -441,9 +439,12 @@ func (h *host) loop(ctx context.Context) error {
 			h.log.Warn("no detection of clock steps by others", "err", err)
 		}
 	}()
-	wake := time.NewTimer(0)
+	wake := newAlarm() // the engine's next deadline; see alarm
+	cue := time.AfterFunc(time.Hour, func() {})
+	cueAt := time.Duration(math.MaxInt64)
 	poolWake := time.NewTimer(time.Hour)
-	defer wake.Stop()
+	defer wake.stop()
+	defer cue.Stop()
 	defer poolWake.Stop()
 	// systemd: READY=1 at the first clock update or after ReadyTimeout;
 	// STATUS= after updates, at most every statusInterval (statusWake
@@ -473,7 +474,15 @@ func (h *host) loop(ctx context.Context) error {
 		}
 		quiet = false
 		h.notifyStatus(statusWake, false)
-		wake.Reset(h.untilEngine(h.eng.NextWakeup()))
+		scheduled, retry := h.eng.NextWakeups()
+		wake.setAt(h.hostMonotonic(min(scheduled, retry)))
+		if at := h.hostMonotonic(scheduled); at != cueAt {
+			cueAt = at
+			cue.Stop()
+			if at != math.MaxInt64 {
+				cue.Reset(at - sysmonLead - hostMono())
+			}
+		}
 		poolWake.Reset(h.untilPool())
 		select {
 		case <-ctx.Done():
@@ -491,15 +500,17 @@ func (h *host) loop(ctx context.Context) error {
 		case <-statusWake.C:
 			h.notifyStatus(statusWake, true)
 			quiet = true
-		case <-wake.C:
+		case <-wake.C():
 			h.eng.Wakeup()
 			h.afterPoll()
 		case r := <-h.tr.Replies():
-			h.receive(r)
 			// The replies of one poll round come together: take all that
-			// wait before the timers are set again. Each reply moves the
-			// slew's end later, and a timer set later than it was still
-			// wakes the process at its old time.
+			// wait, with one clock update for them, before the timers are
+			// set again. Each update moves the slew's end later, and a
+			// timer set later than it was still wakes the process at its
+			// old time.
+			h.eng.Hold()
+			h.receive(r)
 			for more := true; more; {
 				select {
 				case r, ok := <-h.tr.Replies():
@@ -510,6 +521,7 @@ func (h *host) loop(ctx context.Context) error {
 					more = false
 				}
 			}
+			h.eng.Release()
 		case res := <-h.lookups.Results():
 			if res.Err != nil {
 				h.log.Warn("name not resolved", "name", res.Name, "err", res.Err)

@@ -110,6 +110,24 @@ func (s *Source) SetPollLog2(p int) {
 	s.pollLog2 = max(min(p, s.cfg.MaxPoll), s.cfg.MinPoll, s.kodPoll)
 }
 
+// InRounds reports whether the source is polled at its poll interval:
+// its start-up is over (or it has none), it has polled, and no KoD DENY
+// or RSTR stopped it. Such a source's next poll may be brought forward
+// (PollSooner) to go with the others'.
+func (s *Source) InRounds() bool {
+	return s.dead == nil && s.polls > 0 && (!s.cfg.IBurst || s.burst < 0)
+}
+
+// ScheduledPoll is the monotonic time of the next poll, a retry aside.
+func (s *Source) ScheduledPoll() time.Duration { return s.nextPoll }
+
+// PollInterval is the poll interval in force.
+func (s *Source) PollInterval() time.Duration { return s.pollInterval() }
+
+// PollSooner brings the next poll forward to monotonic time t; a later t
+// changes nothing.
+func (s *Source) PollSooner(t time.Duration) { s.nextPoll = min(s.nextPoll, t) }
+
 // KoDFloorLog2 is the poll interval a KoD RATE demanded, log2 s (0 if
 // none came).
 func (s *Source) KoDFloorLog2() int { return s.kodPoll }
