@@ -5,11 +5,13 @@ package main
 import (
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"time"
 )
 
-// A diagnostic build (-tags e2eprof), never shipped: the process writes a
-// CPU profile of its first 12 s to $NTPTOOL_CPUPROFILE.
+// A diagnostic build (-tags e2eprof), never shipped: `ntptool run` writes
+// a CPU profile of its first $NTPTOOL_CPUPROFILE_SECONDS (default 12) to
+// $NTPTOOL_CPUPROFILE.
 func init() {
 	path := os.Getenv("NTPTOOL_CPUPROFILE")
 	if path == "" || len(os.Args) < 2 || os.Args[1] != "run" {
@@ -22,5 +24,9 @@ func init() {
 	if pprof.StartCPUProfile(f) != nil {
 		return
 	}
-	time.AfterFunc(12*time.Second, func() { pprof.StopCPUProfile(); f.Close() })
+	d := 12 * time.Second
+	if n, err := strconv.Atoi(os.Getenv("NTPTOOL_CPUPROFILE_SECONDS")); err == nil && n > 0 {
+		d = time.Duration(n) * time.Second
+	}
+	time.AfterFunc(d, func() { pprof.StopCPUProfile(); f.Close() })
 }
