@@ -439,8 +439,8 @@ func (h *host) loop(ctx context.Context) error {
 			h.log.Warn("no detection of clock steps by others", "err", err)
 		}
 	}()
-	wake := newAlarm() // the engine's next deadline; see alarm
-	cue := time.AfterFunc(time.Hour, func() {})
+	wake := newAlarm()                          // the engine's next deadline; see alarm
+	cue := time.AfterFunc(time.Hour, func() {}) // sysmon's, before a scheduled deadline
 	cueAt := time.Duration(math.MaxInt64)
 	poolWake := time.NewTimer(time.Hour)
 	defer wake.stop()
@@ -505,10 +505,8 @@ func (h *host) loop(ctx context.Context) error {
 			h.afterPoll()
 		case r := <-h.tr.Replies():
 			// The replies of one poll round come together: take all that
-			// wait, with one clock update for them, before the timers are
-			// set again. Each update moves the slew's end later, and a
-			// timer set later than it was still wakes the process at its
-			// old time.
+			// wait, with one clock update for them (one selection, one
+			// adjustment, one slew), before the deadlines are set again.
 			h.eng.Hold()
 			h.receive(r)
 			for more := true; more; {
