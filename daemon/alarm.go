@@ -55,11 +55,17 @@ func newAlarm() *alarm {
 		}
 	}
 	if a.f == nil {
-		a.timer = time.AfterFunc(time.Hour, a.signal)
-		a.timer.Stop()
-		return a
+		return newTimerAlarm()
 	}
 	go a.read()
+	return a
+}
+
+// newTimerAlarm is the alarm without a timerfd: a Go timer.
+func newTimerAlarm() *alarm {
+	a := &alarm{c: make(chan struct{}, 1), at: math.MaxInt64}
+	a.timer = time.AfterFunc(time.Hour, a.signal)
+	a.timer.Stop()
 	return a
 }
 

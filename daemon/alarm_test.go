@@ -14,9 +14,7 @@ func TestAlarm(t *testing.T) {
 		a := newAlarm()
 		if fallback {
 			a.stop()
-			a = &alarm{c: make(chan struct{}, 1), at: math.MaxInt64}
-			a.timer = time.AfterFunc(time.Hour, a.signal)
-			a.timer.Stop()
+			a = newTimerAlarm()
 		} else if a.f == nil {
 			t.Fatal("no timerfd")
 		}
