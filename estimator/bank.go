@@ -122,30 +122,37 @@ func (b *Bank) weigh() {
 
 // Estimate is the mixture's phase and frequency with their variances,
 // which include the spread of the models' estimates.
-func (b *Bank) Estimate() Estimate {
-	var e Estimate
-	for i, m := range b.models {
-		e.X += b.w[i] * m.f.X
-		e.Y += b.w[i] * m.f.Y
-	}
-	for i, m := range b.models {
-		dx, dy := m.f.X-e.X, m.f.Y-e.Y
-		e.VarX += b.w[i] * (m.f.P[0][0] + dx*dx)
-		e.VarY += b.w[i] * (m.f.P[1][1] + dy*dy)
-		e.CovXY += b.w[i] * (m.f.P[0][1] + dx*dy)
-		e.WanderSq += b.w[i] * m.f.WanderSq
-		e.CommonVarX += b.w[i] * m.f.Pc[0][0]
-		e.CommonVarY += b.w[i] * m.f.Pc[1][1]
-	}
-	return e
-}
+func (b *Bank) Estimate() Estimate { return b.mixture(0) }
 
 // Peek is Estimate predicted h seconds ahead, without changing the bank.
-func (b *Bank) Peek(h float64) Estimate {
-	c := Bank{models: make([]model, len(b.models)), w: b.w}
-	copy(c.models, b.models)
-	c.Predict(h)
-	return c.Estimate()
+func (b *Bank) Peek(h float64) Estimate { return b.mixture(h) }
+
+// mixture is Estimate over the models' filters predicted h seconds
+// ahead: each on a copy, so that the status a daemon publishes after
+// every event allocates nothing here.
+func (b *Bank) mixture(h float64) Estimate {
+	filter := func(i int) Filter {
+		f := b.models[i].f
+		f.Predict(h)
+		return f
+	}
+	var e Estimate
+	for i := range b.models {
+		f := filter(i)
+		e.X += b.w[i] * f.X
+		e.Y += b.w[i] * f.Y
+	}
+	for i := range b.models {
+		f := filter(i)
+		dx, dy := f.X-e.X, f.Y-e.Y
+		e.VarX += b.w[i] * (f.P[0][0] + dx*dx)
+		e.VarY += b.w[i] * (f.P[1][1] + dy*dy)
+		e.CovXY += b.w[i] * (f.P[0][1] + dx*dy)
+		e.WanderSq += b.w[i] * f.WanderSq
+		e.CommonVarX += b.w[i] * f.Pc[0][0]
+		e.CommonVarY += b.w[i] * f.Pc[1][1]
+	}
+	return e
 }
 
 // WanderSq is the mixture's wander density w² (1/s), and NoiseScale its

@@ -107,3 +107,32 @@ func TestSteadyStateSigmaXGrowsWithThePoll(t *testing.T) {
 		prev = s
 	}
 }
+
+// Peek is the estimate the bank would give after Predict(h), and leaves
+// the bank as it was; the status a daemon publishes after every event
+// calls it, so it allocates nothing.
+func TestBankPeek(t *testing.T) {
+	c := &clockWalk{rng: rand.New(rand.NewPCG(5, 6)), wander: 1e-9, h: 64, s: 30e-6}
+	_, z0 := c.next()
+	b := NewBank(z0, 1e-3, 0, 500e-6, hypotheses(1e-9))
+	for range 50 {
+		_, z := c.next()
+		b.Predict(64)
+		b.Update(z, c.s*c.s)
+	}
+	before := b.Estimate()
+	for _, h := range []float64{0, 1, 64, 1000} {
+		got := b.Peek(h)
+		moved := &Bank{models: append([]model(nil), b.models...), w: b.w}
+		moved.Predict(h)
+		if want := moved.Estimate(); got != want {
+			t.Errorf("Peek(%v) = %+v, want %+v (Predict, then Estimate)", h, got, want)
+		}
+		if now := b.Estimate(); now != before {
+			t.Errorf("Peek(%v) changed the bank: %+v, was %+v", h, now, before)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { b.Peek(64) }); n != 0 {
+		t.Errorf("Peek allocates %.0f times, want 0", n)
+	}
+}
