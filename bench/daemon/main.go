@@ -502,6 +502,7 @@ func (r report) print(w io.Writer) {
 	}
 	n, c := r.ntptool, r.chronyd
 	row("RSS (MiB)", float64(n.RSSKiB)/1024, float64(c.RSSKiB)/1024, "%.2f", "≤ 10", n.RSSKiB <= goalRSSKiB)
+	row("anonymous RSS (MiB)", float64(n.AnonKiB)/1024, float64(c.AnonKiB)/1024, "%.2f", "-", true)
 	row("peak RSS (MiB)", float64(n.HWMKiB)/1024, float64(c.HWMKiB)/1024, "%.2f", "≤ 10", n.HWMKiB <= goalRSSKiB)
 	row("CPU (ms)", n.CPU.Seconds()*1e3, c.CPU.Seconds()*1e3, "%.2f", "≤ chronyd", n.CPU <= c.CPU)
 	row("wake-ups", float64(n.Voluntary), float64(c.Voluntary), "%.0f", "≤ chronyd", n.Voluntary <= c.Voluntary)
@@ -550,6 +551,7 @@ func printMedians(w io.Writer, rs []report) {
 		n, c         func(report) float64
 	}{
 		{"RSS (MiB)", "%.2f", func(r report) float64 { return float64(r.ntptool.RSSKiB) / 1024 }, func(r report) float64 { return float64(r.chronyd.RSSKiB) / 1024 }},
+		{"anonymous RSS (MiB)", "%.2f", func(r report) float64 { return float64(r.ntptool.AnonKiB) / 1024 }, func(r report) float64 { return float64(r.chronyd.AnonKiB) / 1024 }},
 		{"CPU (ms)", "%.2f", func(r report) float64 { return r.ntptool.CPU.Seconds() * 1e3 }, func(r report) float64 { return r.chronyd.CPU.Seconds() * 1e3 }},
 		{"wake-ups", "%.0f", func(r report) float64 { return float64(r.ntptool.Voluntary) }, func(r report) float64 { return float64(r.chronyd.Voluntary) }},
 		{"requests", "%.0f", func(r report) float64 { return float64(r.nReq) }, func(r report) float64 { return float64(r.cReq) }},

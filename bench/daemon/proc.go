@@ -79,8 +79,10 @@ type usage struct {
 	// Voluntary and Involuntary context switches; the voluntary ones
 	// are the wake-ups (each one a sleep that ended).
 	Voluntary, Involuntary int64
-	// RSSKiB and HWMKiB are the resident set now and its peak.
-	RSSKiB, HWMKiB int64
+	// RSSKiB and HWMKiB are the resident set now and its peak; AnonKiB
+	// its anonymous part (heap, stacks, written data), the rest being
+	// the pages of files mapped (the binary, libraries).
+	RSSKiB, HWMKiB, AnonKiB int64
 	// Threads and FDs open.
 	Threads, FDs int
 }
@@ -115,6 +117,7 @@ func readUsage(pid int) (usage, error) {
 	}
 	u.RSSKiB = statusField(st, "VmRSS:")
 	u.HWMKiB = statusField(st, "VmHWM:")
+	u.AnonKiB = statusField(st, "RssAnon:")
 	fds, err := os.ReadDir(base + "/fd")
 	if err != nil {
 		return u, err

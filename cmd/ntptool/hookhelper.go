@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ntptool/ntptool/hookproxy"
+	"github.com/ntptool/ntptool/internal/exepages"
 )
 
 // hookHelperCmd is the name of the hidden command ntptool run starts as
@@ -27,7 +28,13 @@ func newHookHelperCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := hookproxy.Main(slog.New(handler).With("part", "hook-helper")); err != nil {
+			log := slog.New(handler).With("part", "hook-helper")
+			// It waits for requests for the daemon's lifetime: it keeps
+			// only the pages of the binary it uses (docs/footprint.md).
+			if _, err := exepages.Release(); err != nil {
+				log.Debug("start-up pages kept", "err", err)
+			}
+			if err := hookproxy.Main(log); err != nil {
 				return &exitError{code: exitFailure, err: err}
 			}
 			return nil
