@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -129,20 +130,24 @@ func oneProcessor(serving bool) {
 }
 
 // idleHeapFloorBytes is the heap growth between collections the daemon
-// allows at least, a quarter of the runtime's own minimum: the idle
-// daemon allocates a few KiB per poll round, and its resident set counts
-// the heap it keeps. Its live heap (about 0.6 MiB with four sources)
-// then paces the collections, as at GOGC=100: about one an hour at the
-// default polling.
-const idleHeapFloorBytes = 1 << 20
+// allows at least, half the runtime's own minimum: the idle daemon
+// allocates a few KiB per poll round, and its resident set counts the
+// heap it keeps. At the default polling that is a collection every few
+// hours. With 1 MiB, each collection's garbage was often more than the
+// limit's slack, and the scavenger, returning it a little at a time, woke
+// the process dozens of times.
+const idleHeapFloorBytes = 2 << 20
 
 // settle readies the process for a long idle life once the daemon's loop
-// runs (docs/footprint.md): start-up's garbage is collected, the pages of
-// the binary that only start-up used leave the resident set, and the
-// collector is paced by the heap's growth instead of forced every two
-// minutes.
+// runs (docs/footprint.md): start-up's garbage is collected and its pages
+// returned to the system, the pages of the binary that only start-up used
+// leave the resident set, and the collector is paced by the heap's growth
+// instead of forced every two minutes.
 func settle(log *slog.Logger) {
-	runtime.GC()
+	// A collection, and its free pages go back: the memory limit the
+	// pacer sets would otherwise count them, and the scavenger return
+	// them a little at a time, waking the process each time.
+	debug.FreeOSMemory()
 	if kib, err := exepages.Release(); err != nil {
 		log.Debug("start-up pages kept", "err", err)
 	} else {
