@@ -415,6 +415,7 @@ func (h *host) openMetrics() error {
 			}
 		})
 	}
+	h.metricsOn = true
 	log := h.log.With("part", "metrics")
 	go func() {
 		if err := metrics.ServeHolder(h.ctx, ln, &h.metrics, log); err != nil && h.ctx.Err() == nil {

@@ -137,7 +137,8 @@ type host struct {
 	journal   *audit.Journal
 	audit     auditState
 	totals    totals
-	metrics   metrics.Holder
+	metrics   metrics.Holder // set only when metricsOn
+	metricsOn bool           // [metrics] listen is served
 	notifier  *notify.Notifier
 	note      notifyState
 	runUID    int // the user [run] user switches to, -1 if none

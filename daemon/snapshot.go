@@ -23,7 +23,9 @@ func (h *host) publish() {
 	real, _ := h.clk.Now()
 	snap := h.snapshot(st, up, served, real)
 	h.pub.Publish(snap)
-	h.metrics.Set(metricsSnapshot(snap, h.totals, uint64(st.Adjustments+h.restores)))
+	if h.metricsOn {
+		h.metrics.Set(metricsSnapshot(snap, h.totals, uint64(st.Adjustments+h.restores)))
+	}
 }
 
 // selected returns the selected source's status and pool member.
