@@ -12,9 +12,10 @@
 //
 // How much comes back depends on how the page cache holds the file: read
 // from disk, in small folios, a fault maps 64 KiB; a file just written in
-// large writes (an install, a copy) sits in large folios, and since Linux
-// 6.18 a fault maps a whole folio, up to 2 MiB, so little is saved until
-// the file is read from disk again (after a reboot).
+// large writes (an install, a copy) sits in large folios, and Linux 6.18
+// (where this was measured) maps a whole folio, up to 2 MiB, at a fault,
+// so little is saved until the file is read from disk again (after a
+// reboot).
 //
 // Only mappings of the executable that are read-only and hold no
 // anonymous pages, resident or swapped out, are touched: discarding a private page the process has

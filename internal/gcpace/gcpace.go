@@ -102,9 +102,9 @@ func (p *pacer) adjust() {
 }
 
 // sentinel is the object whose finalizer runs after each collection.
-// Not zero-sized: zero-sized allocations share one address and are never
-// collected.
-type sentinel struct{ _ [16]byte }
+// Larger than the tiny allocator's 16-byte blocks: small objects without
+// pointers share those, and their finalizers may never run.
+type sentinel struct{ _ [32]byte }
 
 // arm has adjust run after the next collection, and arm again.
 func (p *pacer) arm() {
