@@ -60,11 +60,13 @@ type options struct {
 	flap     time.Duration
 	every    time.Duration
 	soakPoll int
-	budget   time.Duration
-	keep     bool
-	journal  bool
-	env      envList
-	runs     int
+	// soakMetrics: read go_goroutines from the daemon's /metrics.
+	soakMetrics bool
+	budget      time.Duration
+	keep        bool
+	journal     bool
+	env         envList
+	runs        int
 }
 
 // envList is the repeatable -env flag.
@@ -96,6 +98,7 @@ func main() {
 	flag.DurationVar(&o.flap, "flap", 10*time.Second, "soak: flap a server this often")
 	flag.DurationVar(&o.every, "every", time.Minute, "soak: print the figures this often")
 	flag.IntVar(&o.soakPoll, "soak-poll", 1, "soak: the sources' minpoll and maxpoll, log2 s")
+	flag.BoolVar(&o.soakMetrics, "soak-metrics", true, "soak: count the daemon's goroutines on its metrics endpoint (false for a -tags nometrics build)")
 	flag.DurationVar(&o.budget, "budget", 0, "bound on the whole run (default: the run's length plus 2 min)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the run's directory (logs, configs)")
 	flag.BoolVar(&o.journal, "journal", false, "give ntptool its audit journal (one fsynced line and a new head file per clock update; chronyd keeps none, so off by default)")
@@ -278,8 +281,9 @@ func waitNTP(addr string, limit time.Duration) error {
 }
 
 // ntptoolConfig writes the daemon's configuration: the servers, with
-// iburst, minpoll and maxpoll (0: the defaults).
-func (b *bench) ntptoolConfig(poll int, servers []*server) (conf, sock string, err error) {
+// iburst, minpoll and maxpoll (0: the defaults), and the metrics endpoint
+// on metricsAddr unless it is "".
+func (b *bench) ntptoolConfig(poll int, servers []*server, metricsAddr string) (conf, sock string, err error) {
 	sock = filepath.Join(b.dir, "ntptool.sock")
 	var w strings.Builder
 	// The same work as chronyd's by default: no audit journal (-journal
@@ -290,6 +294,9 @@ func (b *bench) ntptoolConfig(poll int, servers []*server) (conf, sock string, e
 	}
 	fmt.Fprintf(&w, "driftfile = %q\n\n[control]\nsocket = %q\n\n[audit]\njournal = %q\n\n[hooks]\ndhcp_renew = \"off\"\n",
 		filepath.Join(b.dir, "ntptool.drift"), sock, journal)
+	if metricsAddr != "" {
+		fmt.Fprintf(&w, "\n[metrics]\nlisten = %q\n", metricsAddr)
+	}
 	for _, s := range servers {
 		host, port, _ := net.SplitHostPort(s.addr)
 		fmt.Fprintf(&w, "\n[[source]]\nserver = %q\nport = %s\niburst = true\n", host, port)
@@ -343,7 +350,7 @@ func (b *bench) footprint(ctx context.Context, run int) (report, error) {
 		return report{}, err
 	}
 	nServers, cServers := b.servers[:b.o.sources], b.servers[b.o.sources:]
-	nconf, nsock, err := b.ntptoolConfig(0, nServers)
+	nconf, nsock, err := b.ntptoolConfig(0, nServers, "")
 	if err != nil {
 		return report{}, err
 	}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,16 +16,60 @@ import (
 
 // sample is one row of the soak's figures.
 type sample struct {
-	at    time.Duration
-	u     usage
-	state string
-	up    int // servers running
+	at         time.Duration
+	u          usage
+	goroutines int // -1: not read (-soak-metrics=false)
+	state      string
+	up         int // servers running
+}
+
+// freeTCPAddr is a loopback TCP address nothing listens on (for a moment).
+func freeTCPAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// goroutines reads go_goroutines from the daemon's /metrics at addr.
+func goroutines(ctx context.Context, addr string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no go_goroutines in /metrics (%s)", resp.Status)
 }
 
 // soakRun runs the daemon alone against flapping servers and prints its
 // figures every o.every.
 func (b *bench) soakRun(ctx context.Context) error {
-	conf, sock, err := b.ntptoolConfig(b.o.soakPoll, b.servers)
+	metricsAddr := ""
+	if b.o.soakMetrics {
+		addr, err := freeTCPAddr()
+		if err != nil {
+			return err
+		}
+		metricsAddr = addr
+	}
+	conf, sock, err := b.ntptoolConfig(b.o.soakPoll, b.servers, metricsAddr)
 	if err != nil {
 		return err
 	}
@@ -57,10 +105,17 @@ func (b *bench) soakRun(ctx context.Context) error {
 		if len(state) > 60 {
 			state = state[:60] + "…"
 		}
-		s := sample{at: time.Since(start).Round(time.Second), u: u, state: state, up: b.running()}
+		s := sample{at: time.Since(start).Round(time.Second), u: u, state: state, up: b.running(), goroutines: -1}
+		if metricsAddr != "" {
+			g, err := goroutines(ctx, metricsAddr)
+			if err != nil {
+				return fmt.Errorf("the daemon's goroutines (log: %s): %w", np.log, err)
+			}
+			s.goroutines = g
+		}
 		samples = append(samples, s)
-		fmt.Fprintf(os.Stderr, "%6v  RSS %6d KiB  threads %2d  fds %2d  wake-ups %7d  CPU %7.3f s  servers up %d  %s\n",
-			s.at, u.RSSKiB, u.Threads, u.FDs, u.Voluntary, u.CPU.Seconds(), s.up, s.state)
+		fmt.Fprintf(os.Stderr, "%6v  RSS %6d KiB  threads %2d  goroutines %3d  fds %2d  wake-ups %7d  CPU %7.3f s  servers up %d  %s\n",
+			s.at, u.RSSKiB, u.Threads, s.goroutines, u.FDs, u.Voluntary, u.CPU.Seconds(), s.up, s.state)
 		return nil
 	}
 	if err := take(); err != nil {
@@ -154,10 +209,10 @@ func trends(samples []sample) []trend {
 	}
 	s := samples[1:]
 	cut := len(s) * 2 / 3
-	peak := func(from, to int, f func(usage) int64) int64 {
+	peak := func(from, to int, f func(sample) int64) int64 {
 		m := int64(0)
 		for _, x := range s[from:to] {
-			m = max(m, f(x.u))
+			m = max(m, f(x))
 		}
 		return m
 	}
@@ -166,12 +221,17 @@ func trends(samples []sample) []trend {
 		name  string
 		unit  string
 		slack int64
-		f     func(usage) int64
+		f     func(sample) int64
 	}{
-		{"RSS", "KiB", 512, func(u usage) int64 { return u.RSSKiB }},
-		{"threads", "", 1, func(u usage) int64 { return int64(u.Threads) }},
-		{"open fds", "", 0, func(u usage) int64 { return int64(u.FDs) }},
+		{"RSS", "KiB", 512, func(x sample) int64 { return x.u.RSSKiB }},
+		{"threads", "", 1, func(x sample) int64 { return int64(x.u.Threads) }},
+		// The scrape's own and a status connection's may be running.
+		{"goroutines", "", 2, func(x sample) int64 { return int64(x.goroutines) }},
+		{"open fds", "", 0, func(x sample) int64 { return int64(x.u.FDs) }},
 	} {
+		if m.name == "goroutines" && s[0].goroutines < 0 {
+			continue
+		}
 		t := trend{name: m.name, unit: m.unit, slack: m.slack, early: peak(0, cut, m.f), late: peak(cut, len(s), m.f)}
 		t.grows = t.late > t.early+m.slack
 		out = append(out, t)
@@ -181,9 +241,9 @@ func trends(samples []sample) []trend {
 
 func printSoak(w io.Writer, samples []sample, flaps int) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "time\tRSS (KiB)\tpeak RSS (KiB)\tthreads\topen fds\twake-ups\tCPU (s)\tservers up\tdaemon\t")
+	fmt.Fprintln(tw, "time\tRSS (KiB)\tpeak RSS (KiB)\tthreads\tgoroutines\topen fds\twake-ups\tCPU (s)\tservers up\tdaemon\t")
 	for _, s := range samples {
-		fmt.Fprintf(tw, "%v\t%d\t%d\t%d\t%d\t%d\t%.3f\t%d\t%s\t\n", s.at, s.u.RSSKiB, s.u.HWMKiB, s.u.Threads, s.u.FDs, s.u.Voluntary, s.u.CPU.Seconds(), s.up, s.state)
+		fmt.Fprintf(tw, "%v\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t%d\t%s\t\n", s.at, s.u.RSSKiB, s.u.HWMKiB, s.u.Threads, s.goroutines, s.u.FDs, s.u.Voluntary, s.u.CPU.Seconds(), s.up, s.state)
 	}
 	tw.Flush()
 	ts := trends(samples)
