@@ -165,6 +165,13 @@ func (l *dhcpLab) renewByHand() error {
 	return fmt.Errorf("unknown DHCP client %q", l.client)
 }
 
+// scriptRenewals counts the renewals udhcpc's script reported in the
+// client's log ("udhcpc-script: renew", e2e/build.go).
+func (l *dhcpLab) scriptRenewals() int {
+	b, _ := os.ReadFile(clientLog)
+	return strings.Count(string(b), "udhcpc-script: renew ")
+}
+
 // clientPID is the running client's PID (0 if none).
 func (l *dhcpLab) clientPID() int {
 	if l.fg != nil {
