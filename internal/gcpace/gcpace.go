@@ -27,10 +27,6 @@ import (
 	"sync/atomic"
 )
 
-// DefaultFloorBytes is the heap growth always allowed: the runtime's
-// own minimum heap goal at GOGC=100 (4 MiB).
-const DefaultFloorBytes = 4 << 20
-
 // Limit is the soft memory limit that allows what GOGC=100 would: the
 // heap (its objects, live or dead, and its free and unused pages) grows to
 // twice the live heap, or to floorBytes, whichever is more, on top of the
