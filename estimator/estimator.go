@@ -350,16 +350,7 @@ func (e *Estimator) AdaptPoll(floorLog2 int) int {
 	q := e.bank.WanderSq()
 	r := e.meanR * e.bank.NoiseScale()
 	sigmaY := e.SigmaY()
-	base := SteadyStateSigmaX(math.Ldexp(1, e.cfg.MinPoll), r, q)
-	want := e.cfg.MinPoll
-	for p := e.cfg.MinPoll + 1; p <= e.cfg.MaxPoll; p++ {
-		poll := math.Ldexp(1, p)
-		tau := math.Pow(r*poll/q, 0.25)
-		if SteadyStateSigmaX(poll, r, q) <= 2*base && 2*tau/poll >= minSamples && sigmaY*poll <= driftPerPoll {
-			want = p
-		}
-	}
-	want = max(want, floorLog2)
+	want := max(longestPoll(e.cfg.MinPoll, e.cfg.MaxPoll, r, q, sigmaY), floorLog2)
 	switch {
 	case want > e.pollLog2 && e.sinceChange >= 2:
 		e.pollLog2++
@@ -369,4 +360,28 @@ func (e *Estimator) AdaptPoll(floorLog2 int) int {
 		e.sinceChange = 0
 	}
 	return e.pollLog2
+}
+
+// longestPoll is AdaptPoll's choice before its floor and its one step at a
+// time: the longest interval in (minPoll, maxPoll] that passes all three
+// rules, else minPoll. It searches from the longest down, and computes the
+// steady-state error (an iteration, most of an update's CPU time once)
+// only for intervals that pass the two cheap rules.
+func longestPoll(minPoll, maxPoll int, r, q, sigmaY float64) int {
+	var base float64
+	haveBase := false
+	for p := maxPoll; p > minPoll; p-- {
+		poll := math.Ldexp(1, p)
+		tau := math.Pow(r*poll/q, 0.25)
+		if !(2*tau/poll >= minSamples && sigmaY*poll <= driftPerPoll) {
+			continue
+		}
+		if !haveBase {
+			base, haveBase = SteadyStateSigmaX(math.Ldexp(1, minPoll), r, q), true
+		}
+		if SteadyStateSigmaX(poll, r, q) <= 2*base {
+			return p
+		}
+	}
+	return minPoll
 }

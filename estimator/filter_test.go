@@ -136,3 +136,52 @@ func TestBankPeek(t *testing.T) {
 		t.Errorf("Peek allocates %.0f times, want 0", n)
 	}
 }
+
+// TestLongestPoll checks the search against the rule as written: every
+// interval from minpoll up, all three rules evaluated, the last that
+// passes kept. Edge inputs (no wander, no noise, NaN, infinite
+// uncertainty) and random ones over the ranges the filter meets.
+func TestLongestPoll(t *testing.T) {
+	rule := func(minPoll, maxPoll int, r, q, sigmaY float64) int {
+		base := SteadyStateSigmaX(math.Ldexp(1, minPoll), r, q)
+		want := minPoll
+		for p := minPoll + 1; p <= maxPoll; p++ {
+			poll := math.Ldexp(1, p)
+			tau := math.Pow(r*poll/q, 0.25)
+			if SteadyStateSigmaX(poll, r, q) <= 2*base && 2*tau/poll >= minSamples && sigmaY*poll <= driftPerPoll {
+				want = p
+			}
+		}
+		return want
+	}
+	type in struct {
+		min, max     int
+		r, q, sigmaY float64
+	}
+	cases := []in{
+		{6, 10, 1e-8, 1e-18, 1e-9},
+		{6, 10, 1e-8, 0, 1e-9},
+		{6, 10, 0, 0, 0},
+		{6, 10, 1e-8, 1e-18, math.Inf(1)},
+		{6, 10, math.NaN(), 1e-18, 1e-9},
+		{4, 4, 1e-8, 1e-18, 1e-9},
+		{0, 17, 1e-6, 1e-24, 1e-12},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		lo := rng.IntN(8)
+		cases = append(cases, in{lo, lo + rng.IntN(12),
+			math.Pow(10, -12+8*rng.Float64()), math.Pow(10, -26+14*rng.Float64()), math.Pow(10, -12+6*rng.Float64())})
+	}
+	seen := map[int]bool{}
+	for _, c := range cases {
+		got, want := longestPoll(c.min, c.max, c.r, c.q, c.sigmaY), rule(c.min, c.max, c.r, c.q, c.sigmaY)
+		if got != want {
+			t.Fatalf("longestPoll%+v = %d, the rule gives %d", c, got, want)
+		}
+		seen[got-c.min] = true
+	}
+	if len(seen) < 5 {
+		t.Errorf("the cases chose only %d distinct intervals above minpoll: not a test of the search", len(seen))
+	}
+}
