@@ -107,6 +107,10 @@ const (
 	// later without, when the frequency needs it anyway. With one or two
 	// sources there is no minority to out-vote, and no reason to wait.
 	candidateSamples = 2
+	// reselectSigma is how much worse (in standard deviation, seconds)
+	// than the best the selected source may be and stay selected: chrony's
+	// reselectdist.
+	reselectSigma = 100e-6
 )
 
 // ErrNoStepPending is returned by CommitStep and CancelStep without a
@@ -644,8 +648,12 @@ func (e *Engine) selectNow(real time.Time, now time.Duration) (selected, error) 
 	// The selected source stays while it is nearly as good as the best:
 	// each source's variance dips right after its own sample, and equal
 	// sources would otherwise take turns at every reply (the refid the
-	// server hands out, and the log, would follow them).
-	if kept >= 0 && cands[kept].Est.VarX <= 2*cands[best].Est.VarX {
+	// server hands out, and the log, would follow them). Nearly: its
+	// standard deviation within √2 times the best's plus reselectSigma,
+	// so that sources all far better than that do not take turns either
+	// (only the reports follow the selected source; the clock follows
+	// the combination).
+	if kept >= 0 && math.Sqrt(cands[kept].Est.VarX) <= math.Sqrt(2*cands[best].Est.VarX)+reselectSigma {
 		best = kept
 	}
 	live[best].role = RoleSelected

@@ -189,7 +189,7 @@ func choose(cands []Candidate, need int, opt Options) (best point, tied, ok bool
 	// estimate, and on each piece between the agreement breakpoints
 	// x_i ± 3σ_i the agreeing estimates' weighted mean; each clamped to
 	// each admissible stretch, with the stretches' ends.
-	var xs, brk []float64
+	xs, brk := make([]float64, 0, 3*len(cands)), make([]float64, 0, 2*len(cands))
 	for _, c := range cands {
 		xs = append(xs, localMin(cands, c.cmp().X))
 		d := agreeSigmas * math.Sqrt(ownVar(c))
@@ -210,14 +210,11 @@ func choose(cands []Candidate, need int, opt Options) (best point, tied, ok bool
 			}
 		}
 	}
-	var pts []point
+	pts := make([]point, 0, len(segs)*(2+len(xs)))
 	for _, sg := range segs {
-		try := []float64{sg[0], sg[1]}
+		pts = append(pts, evaluate(cands, sg[0]), evaluate(cands, sg[1]))
 		for _, x := range xs {
-			try = append(try, math.Max(sg[0], math.Min(sg[1], x)))
-		}
-		for _, x := range try {
-			pts = append(pts, evaluate(cands, x))
+			pts = append(pts, evaluate(cands, math.Max(sg[0], math.Min(sg[1], x))))
 		}
 	}
 	best = pts[0]
