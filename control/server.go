@@ -50,8 +50,10 @@ var (
 // less its terminating NUL).
 const maxSunPath = 107
 
-// Snapshots is where a Server reads the current snapshot: a *Publisher.
-// Load must be safe for concurrent use and never block.
+// Snapshots is where a Server reads the current snapshot: a *Publisher,
+// or the daemon's loop, which builds one when asked. Load must be safe
+// for concurrent use; it may wait briefly for the snapshot's owner, never
+// for a client.
 type Snapshots interface {
 	Load() *Snapshot
 }

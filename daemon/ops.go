@@ -448,13 +448,10 @@ func (h *host) notifyStatus(wake *time.Timer, fired bool) {
 	if fired {
 		h.note.held = false
 	}
-	if !h.note.updated || h.note.held {
-		return
+	if !h.note.updated || h.note.held || !h.notifier.Enabled() {
+		return // (without a service manager to tell, no snapshot either)
 	}
-	snap := h.pub.Load()
-	if snap == nil {
-		return
-	}
+	snap := h.current()
 	line, key := statusLine(snap), snap.Status.SyncState+" "+snap.Status.ReferenceAddress
 	now := hostMono()
 	switch {
@@ -472,13 +469,7 @@ func (h *host) notifyStatus(wake *time.Timer, fired bool) {
 }
 
 // statusLine is what systemctl status shows of the daemon.
-func (h *host) statusLine() string {
-	snap := h.pub.Load()
-	if snap == nil {
-		return "starting"
-	}
-	return statusLine(snap)
-}
+func (h *host) statusLine() string { return statusLine(h.current()) }
 
 // statusLine describes a snapshot in one line: the state, the source and
 // the offset.

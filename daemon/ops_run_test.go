@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ntptool/ntptool/audit"
+	"github.com/ntptool/ntptool/control"
 	"github.com/ntptool/ntptool/daemon"
 	"github.com/ntptool/ntptool/internal/opstest"
 )
@@ -146,4 +147,59 @@ post_step = [["/usr/bin/touch", "`+marker+`"]]`, 1))
 		t.Errorf("entries %v, want the step, (frequencies,) the state change, then slews", order)
 	}
 	t.Logf("%d entries (%s), verified: %+v", len(entries), first, rep)
+}
+
+// TestRunSnapshotsOnDemand: the control socket's snapshot is built when
+// it is read, not at the loop's last event. Between polls (16 s after
+// the iburst) each of several reads is as fresh as the read itself; a
+// snapshot built at the last event would be seconds old.
+func TestRunSnapshotsOnDemand(t *testing.T) {
+	srv := opstest.NewServer(t, 0, true)
+	dir := t.TempDir()
+	cfg := opstest.Config(t, dir, srv, "")
+	data, _ := os.ReadFile(cfg)
+	data = []byte(strings.NewReplacer("minpoll = 0", "minpoll = 4", "maxpoll = 0", "maxpoll = 4").Replace(string(data)))
+	if err := os.WriteFile(cfg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "run", "control.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, daemon.RunOptions{ConfigPath: cfg, NoClockControl: true}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := control.Query(ctx, sock, control.CommandStatus)
+		if err == nil && r.Status.SyncState == control.StateSynchronised {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not synchronised after 30 s: %v %+v", err, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The daemon's clock is the null clock, within microseconds of ours
+	// (the server's offset is 0); a read may share a snapshot up to
+	// 100 ms old.
+	const slack = 150 * time.Millisecond
+	for range 6 {
+		time.Sleep(400 * time.Millisecond)
+		before := time.Now()
+		r, err := control.Query(ctx, sock, control.CommandSources)
+		after := time.Now()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Time.Before(before.Add(-slack)) || r.Time.After(after.Add(slack)) {
+			t.Errorf("snapshot of %v read between %v and %v: not built for the read", r.Time, before, after)
+		}
+		if len(r.Sources) != 1 || r.Sources[0].LastSample == nil {
+			t.Fatalf("sources %+v, want one with a sample", r.Sources)
+		}
+	}
 }

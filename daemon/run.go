@@ -117,11 +117,14 @@ type host struct {
 	members map[int]pool.Member
 	polls   map[int]int // the polls last reported to the pool manager, by id
 
-	pub    control.Publisher
-	ctl    *control.Server
-	srv    *ntpserve.Server
-	served ntpserve.AtomicState
-	prec   int8
+	pub     control.Publisher
+	asks    chan chan *control.Snapshot // the control socket's reads (see snapshots)
+	changed bool                        // an event since the last snapshot
+	builtAt time.Duration               // when it was built (CLOCK_MONOTONIC)
+	ctl     *control.Server
+	srv     *ntpserve.Server
+	served  ntpserve.AtomicState
+	prec    int8
 
 	hooks     hookproxy.Runner
 	helper    *hookproxy.Client // the privileged hook helper, if any
@@ -178,6 +181,7 @@ func start(parent context.Context, opt RunOptions) (*host, error) {
 	h := &host{
 		opt: opt, log: log, cfg: cfg, path: opt.ConfigPath,
 		members: map[int]pool.Member{}, polls: map[int]int{},
+		asks:     make(chan chan *control.Snapshot),
 		hookDone: make(chan hookReport, 4), watchCh: make(chan stephook.Detection, 4), driftDone: make(chan error, 1),
 		cancel: cancel, ctx: ctx,
 		control: cfg.Clock.Control && !opt.NoClockControl,
@@ -335,7 +339,7 @@ func (h *host) openControl() error {
 	if h.cfg.Control.Socket == "" {
 		return nil
 	}
-	srv, err := control.Listen(h.cfg.Control.Socket, &h.pub, control.Options{Group: h.cfg.Control.Group, Logger: h.log})
+	srv, err := control.Listen(h.cfg.Control.Socket, snapshots{ask: h.asks, done: h.ctx.Done(), last: &h.pub}, control.Options{Group: h.cfg.Control.Group, Logger: h.log})
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
@@ -467,11 +471,14 @@ func (h *host) loop(ctx context.Context) error {
 		h.opt.Started()
 	}
 	// quiet: the last event changed nothing the snapshot shows (timers
-	// of the service manager, a drift save): no new snapshot.
+	// of the service manager, a drift save, a read of the snapshot).
 	quiet := false
 	for {
 		if !quiet {
-			h.publish()
+			h.changed = true
+			if h.srv != nil || h.metricsOn {
+				h.publish() // they follow every update; the control socket reads on demand
+			}
 		}
 		quiet = false
 		h.notifyStatus(statusWake, false)
@@ -544,6 +551,9 @@ func (h *host) loop(ctx context.Context) error {
 			quiet = true
 		case <-h.opt.Reload:
 			h.reload()
+		case reply := <-h.asks:
+			reply <- h.current()
+			quiet = true
 		}
 	}
 }

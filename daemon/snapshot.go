@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ntptool/ntptool/clock"
@@ -12,10 +13,50 @@ import (
 	"github.com/ntptool/ntptool/ntpserve"
 )
 
+// rebuildAfter is how old a snapshot a read may get when nothing changed
+// since it was built: its ages and its predicted offset move on.
+const rebuildAfter = 100 * time.Millisecond
+
+// snapshots is what the control socket reads. The loop builds a snapshot
+// when one is read, not after every event: with neither the embedded
+// server nor the metrics endpoint, which follow every update, a poll
+// round's snapshots were a fifth of the daemon's CPU time and most of
+// its garbage, and nobody read them. A read waits for the loop (which
+// never blocks for long) but never holds it: the reply channel is
+// buffered, and reads that come faster than rebuildAfter share one
+// snapshot.
+type snapshots struct {
+	ask  chan<- chan *control.Snapshot
+	done <-chan struct{} // the daemon is stopping: the last one built
+	last *control.Publisher
+}
+
+// Load asks the loop for the current snapshot and waits for it.
+func (s snapshots) Load() *control.Snapshot {
+	reply := make(chan *control.Snapshot, 1)
+	select {
+	case s.ask <- reply:
+		return <-reply // the loop answers every request it takes
+	case <-s.done:
+		return s.last.Load()
+	}
+}
+
+// current is the snapshot of the state now, for the loop: built again if
+// anything changed since the last one or that is older than
+// rebuildAfter.
+func (h *host) current() *control.Snapshot {
+	if snap := h.pub.Load(); snap == nil || h.changed || hostMono()-h.builtAt >= rebuildAfter {
+		h.publish()
+	}
+	return h.pub.Load()
+}
+
 // publish makes the state visible outside the loop: an immutable snapshot
 // for the control socket, the same values for the metrics, and the
 // embedded server's state.
 func (h *host) publish() {
+	h.changed, h.builtAt = false, hostMono()
 	st := h.eng.Status()
 	up := h.upstream(st)
 	served := ntpserve.UpstreamState(up)
@@ -61,7 +102,7 @@ func (h *host) upstream(st Status) ntpserve.Upstream {
 // snapshot maps the engine's status to the control socket's schema.
 func (h *host) snapshot(st Status, up ntpserve.Upstream, served ntpserve.State, now time.Time) *control.Snapshot {
 	s := control.Status{
-		SyncState:               map[State]string{Synchronised: control.StateSynchronised, Unsynchronised: control.StateUnsynchronised, Holdover: control.StateHoldover}[st.State],
+		SyncState:               syncState(st.State),
 		ClockControl:            h.control,
 		Stratum:                 int(served.Stratum),
 		RefTime:                 st.RefTime,
@@ -96,7 +137,7 @@ func (h *host) snapshot(st Status, up ntpserve.Upstream, served ntpserve.State, 
 		m := h.members[ss.ID]
 		src := control.Source{
 			State: sourceState(ss), Name: ss.Name, Address: m.Addr.String(), Pool: m.Pool,
-			Stratum: ss.Stratum, Reach: int(ss.Reach), ReachOctal: fmt.Sprintf("%o", ss.Reach), PollLog2: ss.PollLog2,
+			Stratum: ss.Stratum, Reach: int(ss.Reach), ReachOctal: strconv.FormatUint(uint64(ss.Reach), 8), PollLog2: ss.PollLog2,
 		}
 		src.Tally = control.Tally(src.State)
 		if ss.LastAge > 0 {
@@ -124,6 +165,17 @@ func (h *host) snapshot(st Status, up ntpserve.Upstream, served ntpserve.State, 
 	}
 	snap.Sources = sorted
 	return snap
+}
+
+// syncState maps the engine's state to the control socket's words.
+func syncState(s State) string {
+	switch s {
+	case Synchronised:
+		return control.StateSynchronised
+	case Holdover:
+		return control.StateHoldover
+	}
+	return control.StateUnsynchronised
 }
 
 // sourceState maps a source's role to the control socket's words.

@@ -144,6 +144,7 @@ func (e *Engine) Status() Status {
 	u, applied := e.u(real, now)
 	var polls int
 	var sum time.Duration
+	st.Sources = make([]SourceStatus, 0, len(e.sources))
 	for _, s := range e.sources {
 		n, d := s.wire.Polls()
 		polls += max(n-1, 0)
