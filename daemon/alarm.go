@@ -1,13 +1,14 @@
 package daemon
 
 import (
-	"errors"
 	"math"
 	"os"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ntptool/ntptool/internal/rawsys"
 )
 
 // alarm is the loop's timer for the engine's deadlines, at an absolute
@@ -25,11 +26,9 @@ import (
 //     time and polls every 10 ms until the process has run. A timerfd goes
 //     off on time.
 //
-// Going off through the poller, it would wake sysmon from its long sleep
-// at the first system call, and sysmon then polls every 20 µs while the
-// process runs: the loop keeps a Go timer that does nothing (the cue)
-// sysmonLead before each scheduled deadline, so that sysmon wakes by
-// itself first. Without a timerfd the alarm is a Go timer.
+// It is set and read with raw system calls (see rawsys), which do not
+// wake the runtime's sysmon thread. Without a timerfd the alarm is a Go
+// timer.
 //
 // Only one goroutine (the loop) sets it.
 type alarm struct {
@@ -39,10 +38,6 @@ type alarm struct {
 	rc    syscall.RawConn
 	timer *time.Timer
 }
-
-// sysmonLead is how long before a deadline the loop's cue timer wakes the
-// runtime's sysmon (see alarm).
-const sysmonLead = 5 * time.Millisecond
 
 func newAlarm() *alarm {
 	a := &alarm{c: make(chan struct{}, 1), at: math.MaxInt64}
@@ -94,7 +89,7 @@ func (a *alarm) setAt(at time.Duration) {
 		spec.Value = unix.NsecToTimespec(max(at, 1).Nanoseconds())
 	}
 	var err error
-	if cerr := a.rc.Control(func(fd uintptr) { err = unix.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME, &spec, nil) }); cerr != nil {
+	if cerr := a.rc.Control(func(fd uintptr) { err = rawsys.TimerfdSettime(int(fd), unix.TFD_TIMER_ABSTIME, &spec) }); cerr != nil {
 		err = cerr
 	}
 	if err != nil && at != math.MaxInt64 {
@@ -110,14 +105,20 @@ func (a *alarm) signal() {
 	}
 }
 
-// read turns the timerfd's expiries into signals until it is closed.
+// read turns the timerfd's expiries into signals until it is closed. It
+// reads through the poller with raw reads (see rawsys), not os.File.Read.
 func (a *alarm) read() {
 	buf := make([]byte, 8)
 	for {
-		if _, err := a.f.Read(buf); err != nil {
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-				continue
+		var rerr error
+		err := a.rc.Read(func(fd uintptr) bool {
+			for {
+				if _, rerr = rawsys.Read(int(fd), buf); rerr != unix.EINTR {
+					return rerr != unix.EAGAIN // EAGAIN: wait for the next expiry
+				}
 			}
+		})
+		if err != nil || rerr != nil {
 			return // closed
 		}
 		a.signal()

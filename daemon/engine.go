@@ -354,33 +354,27 @@ func (e *Engine) Start() {
 	e.nextDriftSave = now + driftSaveInterval
 }
 
-// NextWakeup is the monotonic time at which Wakeup must be called.
+// NextWakeup is the monotonic time at which Wakeup must be called: the
+// next poll of a live source or retry of a request in flight, the slew's
+// end, the drift save.
 func (e *Engine) NextWakeup() time.Duration {
-	scheduled, retry := e.NextWakeups()
-	return min(scheduled, retry)
-}
-
-// NextWakeups splits NextWakeup in two: the next scheduled event (a poll,
-// the slew's end, the drift save), and the next retry of a request in
-// flight, which its reply usually makes void a few milliseconds later.
-func (e *Engine) NextWakeups() (scheduled, retry time.Duration) {
-	scheduled, retry = math.MaxInt64, math.MaxInt64
+	next := time.Duration(math.MaxInt64)
 	for _, s := range e.sources {
 		poll := s.wire.ScheduledPoll()
 		if s.wire.Dead() == nil {
-			scheduled = min(scheduled, poll)
+			next = min(next, poll)
 		}
-		if next := s.wire.NextPoll(); next < poll {
-			retry = min(retry, next)
+		if retry := s.wire.NextPoll(); retry < poll {
+			next = min(next, retry)
 		}
 	}
 	if slewing, end := e.clk.SlewEnd(); slewing {
-		scheduled = min(scheduled, end)
+		next = min(next, end)
 	}
 	if e.saveDrift != nil {
-		scheduled = min(scheduled, e.nextDriftSave)
+		next = min(next, e.nextDriftSave)
 	}
-	return scheduled, retry
+	return next
 }
 
 // Wakeup does what is due: ends a slew, sends requests, saves the drift.

@@ -444,12 +444,9 @@ func (h *host) loop(ctx context.Context) error {
 			h.log.Warn("no detection of clock steps by others", "err", err)
 		}
 	}()
-	wake := newAlarm()                          // the engine's next deadline; see alarm
-	cue := time.AfterFunc(time.Hour, func() {}) // sysmon's, before a scheduled deadline
-	cueAt := time.Duration(math.MaxInt64)
+	wake := newAlarm() // the engine's next deadline; see alarm
 	poolWake := time.NewTimer(time.Hour)
 	defer wake.stop()
-	defer cue.Stop()
 	defer poolWake.Stop()
 	// systemd: READY=1 at the first clock update or after ReadyTimeout;
 	// STATUS= after updates, at most every statusInterval (statusWake
@@ -482,15 +479,7 @@ func (h *host) loop(ctx context.Context) error {
 		}
 		quiet = false
 		h.notifyStatus(statusWake, false)
-		scheduled, retry := h.eng.NextWakeups()
-		wake.setAt(h.hostMonotonic(min(scheduled, retry)))
-		if at := h.hostMonotonic(scheduled); at != cueAt {
-			cueAt = at
-			cue.Stop()
-			if at != math.MaxInt64 {
-				cue.Reset(at - sysmonLead - hostMono())
-			}
-		}
+		wake.setAt(h.hostMonotonic(h.eng.NextWakeup()))
 		poolWake.Reset(h.untilPool())
 		select {
 		case <-ctx.Done():

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ntptool/ntptool/clock"
+	"github.com/ntptool/ntptool/internal/rawsys"
 
 	"golang.org/x/sys/unix"
 )
@@ -333,7 +334,7 @@ func (t *Transport) Send(id int, pkt []byte) (TxStamp, error) {
 	before := st.UserRealtime
 	var err error
 	for {
-		if _, err = unix.SendmsgN(sk.fd, pkt, nil, nil, 0); err != unix.EINTR {
+		if _, err = rawsys.Send(sk.fd, pkt, unix.MSG_DONTWAIT); err != unix.EINTR {
 			break
 		}
 	}
@@ -405,13 +406,11 @@ func (t *Transport) waitStamp(sk *socket, before time.Time) (time.Time, bool) {
 // to a waiting Send instead.
 func (t *Transport) readErrQueue(sk *socket, before time.Time) (time.Time, bool) {
 	var oob [controlBufLen]byte
-	// With OPT_TSONLY no payload comes back; a buffer anyway spares
-	// x/sys a getsockopt(SO_TYPE) per call.
-	var payload [64]byte
+	var payload [64]byte // with OPT_TSONLY no payload comes back
 	var found time.Time
 	ok := false
 	for range readBatch {
-		_, oobn, _, _, err := unix.Recvmsg(sk.fd, payload[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		_, oobn, _, err := rawsys.Recvmsg(sk.fd, payload[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 		if err == unix.EINTR {
 			continue
 		}
@@ -476,7 +475,7 @@ func (t *Transport) loop() {
 		done := false
 		err := t.raw.Read(func(fd uintptr) bool {
 			for {
-				n, err := unix.EpollWait(int(fd), events, 0)
+				n, err := rawsys.EpollPoll(int(fd), events)
 				switch {
 				case err == unix.EINTR:
 					continue
@@ -540,7 +539,7 @@ func (t *Transport) handle(events []unix.EpollEvent, buf, oob []byte) bool {
 // readReplies reads sk's pending datagrams (the caller holds t.mu).
 func (t *Transport) readReplies(sk *socket, buf, oob []byte) {
 	for range readBatch {
-		n, oobn, flags, _, err := unix.Recvmsg(sk.fd, buf, oob, unix.MSG_DONTWAIT)
+		n, oobn, flags, err := rawsys.Recvmsg(sk.fd, buf, oob, unix.MSG_DONTWAIT)
 		switch {
 		case err == unix.EINTR:
 			continue
